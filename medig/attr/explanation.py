@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The result of :meth:`medig.FundusIntegratedGradients.explain`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+__all__ = ["Explanation"]
+
+
+@dataclass
+class Explanation:
+    """Per-image Integrated Gradients attributions with their completeness statistics.
+
+    Attributes
+    ----------
+    attributions : Tensor
+        ``(N, C, H, W)`` attributions (averaged over the baselines).
+    target : Tensor
+        ``(N,)`` class index explained for each image.
+    score : Tensor
+        ``(N,)`` F(x): the explained output at the input.
+    baseline_score : Tensor
+        ``(N,)`` F(x'): the explained output at the baseline (mean over the baselines).
+    delta : Tensor
+        ``(N,)`` completeness gap: sum of attributions - (F(x) - F(x')).
+    relative_error : Tensor
+        ``(N,)`` ``|delta| / |F(x) - F(x')|`` (``inf`` when the two scores are equal).
+    n_steps : Tensor
+        ``(N,)`` gradient evaluations used for each image, summed over the baselines.
+    converged : Tensor
+        ``(N,)`` bool, whether ``relative_error <= completeness_tol`` (or the absolute floor).
+    method : str
+        Quadrature used (``"adaptive"`` or a Captum method name).
+    baselines : list of str
+        Names of the baselines averaged over.
+    completeness_tol : float or None
+        Tolerance the steps were chosen for.
+    """
+
+    attributions: Tensor
+    target: Tensor
+    score: Tensor
+    baseline_score: Tensor
+    delta: Tensor
+    relative_error: Tensor
+    n_steps: Tensor
+    converged: Tensor
+    method: str
+    baselines: list[str] = field(default_factory=list)
+    completeness_tol: float | None = None
+
+    @property
+    def flagged(self) -> Tensor:
+        """``(N,)`` bool: images whose attribution did not meet the completeness tolerance."""
+        return ~self.converged
+
+    def __len__(self) -> int:
+        return self.attributions.shape[0]

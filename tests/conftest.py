@@ -1,0 +1,30 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared fixtures: small deterministic models and a CUDA skip marker."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def small_cnn(seed: int = 0, classes: int = 2, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A small ReLU CNN with max-pooling, in eval mode (a stand-in for a fundus classifier)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(16, classes),
+    )
+    # Larger weights than the default init give outputs of order 1 and clearly non-linear paths.
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3.0)
+    return net.to(dtype).eval()
+
+
+@pytest.fixture
+def cnn() -> nn.Module:
+    return small_cnn()
