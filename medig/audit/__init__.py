@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit: a folder of fundus photographs in, results, overlays and a PDF report out."""
+from __future__ import annotations
+
+from medig.audit.pipeline import (
+    AuditError,
+    AuditSummary,
+    SettingsChangedError,
+    finalise_audit,
+    run_audit,
+)
+from medig.audit.records import RESULT_FIELDS, explanation_rows, read_results, write_results
+from medig.audit.settings import AuditSettings
+
+__all__ = [
+    "RESULT_FIELDS",
+    "AuditError",
+    "AuditSettings",
+    "AuditSummary",
+    "SettingsChangedError",
+    "explanation_rows",
+    "finalise_audit",
+    "read_results",
+    "run_audit",
+    "write_results",
+]

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``manifest.json``: everything needed to reproduce an audit and compare it with another."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from medig.audit.settings import AuditSettings
+from medig.utils import atomic_write
+
+__all__ = ["read_manifest", "versions", "write_manifest"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of medig and the libraries whose code computes the numbers."""
+    import captum
+    import torch
+
+    import medig
+
+    found = {"medig": medig.__version__, "torch": torch.__version__,
+             "captum": captum.__version__, "python": platform.python_version()}
+    try:
+        from importlib.metadata import version
+
+        found["monai"] = version("monai")
+    except Exception:  # noqa: BLE001 - monai is optional at run time
+        found["monai"] = "not installed"
+    return found
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a previous audit in ``out_dir``, or None."""
+    path = Path(out_dir) / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_manifest(out_dir: str | os.PathLike, settings: AuditSettings, *, started: str,
+                   status: str, device: str, world_size: int = 1, **extra: Any) -> Path:
+    """Write ``manifest.json`` atomically.
+
+    ``status`` is ``"running"`` while the audit works (so a resumed run can check its settings)
+    and ``"complete"`` at the end, with the counts, the cohort colour scale and per-rank times.
+    """
+    finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                if status == "complete" else None)
+    manifest = {
+        "status": status,
+        "versions": versions(),
+        "model": {"spec": settings.model, "weights": settings.weights and
+                  os.path.basename(settings.weights),
+                  "weights_sha256": settings.weights_sha256,
+                  "class_names": settings.class_names, "input_size": settings.size},
+        "output": settings.output,
+        "settings": settings.to_dict(),
+        "settings_key": settings.key(),
+        "device": device,
+        "world_size": world_size,
+        "started": started,
+        "finished": finished,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": os.cpu_count()},
+        **extra,
+    }
+    path = Path(out_dir) / "manifest.json"
+    atomic_write(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The settings of an audit, and the key that says whether two audits computed the same numbers."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["AuditSettings", "NUMERIC_SETTINGS"]
+
+#: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
+#: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
+#: in them.
+NUMERIC_SETTINGS = (
+    "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
+    "max_steps", "size", "graham", "output", "method", "mask_dilation",
+)
+
+
+@dataclass
+class AuditSettings:
+    """Everything that defines an audit (the CLI's options, resolved).
+
+    Attributes mirror ``medig audit``'s options; see ``medig audit --help``.
+    """
+
+    model: str = "demo"
+    weights: str | None = None
+    weights_sha256: str | None = None
+    class_names: list[str] = field(default_factory=list)
+    target: str = "pred"
+    baselines: list[str] = field(default_factory=lambda: ["black", "blur"])
+    completeness_tol: float = 0.01
+    max_steps: int = 256
+    size: int = 512
+    graham: bool = False
+    output: str = "probability"
+    method: str = "adaptive"
+    device: str = "auto"
+    batch_size: int = 8
+    workers: int = 2
+    masks: str | None = None
+    mask_dilation: int = 5
+    include_phi: bool = False
+    save_attributions: bool = False
+    overlay_scale: str = "cohort"
+    percentile: float = 99.5
+    template: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def numeric(self) -> dict[str, Any]:
+        """The settings that determine the per-image numbers."""
+        d = self.to_dict()
+        return {k: d[k] for k in NUMERIC_SETTINGS}
+
+    def key(self) -> str:
+        """A short hash of :meth:`numeric`: results computed under the same key are reusable."""
+        blob = json.dumps(self.numeric(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    def changed_from(self, other: dict[str, Any]) -> list[str]:
+        """Names of the numeric settings that differ from a previous audit's settings dict."""
+        mine = self.numeric()
+        return [k for k in NUMERIC_SETTINGS if other.get(k) != mine[k]]

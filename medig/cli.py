@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``medig`` command: a thin shell over :func:`medig.audit.run_audit` and the report builder."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_SOME_FILES_FAILED", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0  #: every input was audited
+EXIT_FAILED = 1  #: the audit could not run (model, output folder, no inputs)
+EXIT_USAGE = 2  #: bad command line or settings that conflict with the output folder
+EXIT_SOME_FILES_FAILED = 3  #: the audit finished but some inputs could not be read or explained
+
+_EPILOG = f"""\
+examples:
+  medig audit examples/fundus --out audit-out
+  medig audit /data/screening --out audit-2026-11 --baseline black blur --masks /data/masks
+  medig audit scans/ --out out --model torchvision:resnet50 --weights dr.pt \\
+        --classes "no DR" "referable DR" --size 512 --device cuda --batch-size 16
+  torchrun --nproc-per-node 4 -m medig audit /data/screening --out audit-out
+  medig report audit-out --template my_hospital.toml
+
+exit codes:
+  {EXIT_OK}  every input audited
+  {EXIT_FAILED}  the audit could not run (model not loadable, no inputs, ...)
+  {EXIT_USAGE}  usage error, or --out holds an audit with other settings (use --force)
+  {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
+"""
+
+
+def _audit_parser(sub: argparse._SubParsersAction) -> None:
+    from medig.baselines import available_baselines
+
+    p = sub.add_parser(
+        "audit", help="explain a folder of fundus photographs and write a report",
+        description="Audit a fundus classifier with Integrated Gradients: predictions, "
+                    "green (for) / red (against) attribution overlays, completeness statistics "
+                    "and a PDF report. Re-running the same command resumes.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders (searched recursively) or files: JPEG, PNG, TIFF, DICOM")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default="demo",
+                   help="demo | FILE.pt2 | FILE.ts | torchvision:ARCH | monai:NET | "
+                        "package.module:factory (default: demo)")
+    p.add_argument("--weights", help="state-dict file for torchvision:/monai:/factory models")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, in output order")
+    p.add_argument("--target", default="pred",
+                   help="class to explain: pred (the predicted class), an index or a name")
+    p.add_argument("--baseline", nargs="+", default=["black", "blur"], metavar="NAME",
+                   help="baseline(s), averaged: " + ", ".join(available_baselines())
+                        + " (default: black blur)")
+    p.add_argument("--completeness-tol", type=float, default=0.01,
+                   help="relative completeness tolerance per image (default 0.01)")
+    p.add_argument("--max-steps", type=int, default=256,
+                   help="most gradient evaluations per image and baseline (default 256)")
+    p.add_argument("--size", type=int, default=0,
+                   help="side of the model input in pixels (default: the model's, else 512)")
+    p.add_argument("--graham", action="store_true", help="Graham contrast normalisation")
+    p.add_argument("--output", choices=("probability", "logit"), default="probability",
+                   help="model output explained (default: class probability)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K (default auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    p.add_argument("--masks", help="folder of lesion masks named like the images "
+                                   "(default: a masks/ subfolder of INPUT if present)")
+    p.add_argument("--overlay-scale", choices=("cohort", "image"), default="cohort",
+                   help="one colour scale for the whole audit (default) or per image")
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="percentile of |attribution| where colours saturate (default 99.5)")
+    p.add_argument("--save-attributions", action="store_true",
+                   help="also write attributions/<path>.npz")
+    p.add_argument("--template", help="report template (TOML), default templates/report.toml")
+    p.add_argument("--include-phi", action="store_true",
+                   help="allow patient identifiers from DICOM in outputs (off by default)")
+    p.add_argument("--force", action="store_true",
+                   help="re-audit into an --out folder made with other settings")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rebuild report.pdf from an audit folder (no model needed)")
+    p.add_argument("out", metavar="DIR", help="an audit output folder")
+    p.add_argument("--template", help="report template (TOML)")
+    p.add_argument("--include-phi", action="store_true",
+                   help="allow patient identifiers in the report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import medig
+
+    parser = argparse.ArgumentParser(
+        prog="medig", description="Integrated Gradients audits of fundus classifiers.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"medig {medig.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{audit,report}")
+    _audit_parser(sub)
+    _report_parser(sub)
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"medig: error: {message}", file=sys.stderr)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from medig.audit import AuditError, AuditSettings, SettingsChangedError, run_audit
+    from medig.baselines import available_baselines
+    from medig.io import ImageReadError
+    from medig.models import ModelLoadError
+
+    unknown = [b for b in args.baseline if b not in available_baselines()]
+    if unknown:
+        _error(f"unknown baseline {unknown[0]!r}; known: {', '.join(available_baselines())}")
+        return EXIT_USAGE
+    if args.completeness_tol <= 0 or args.max_steps < 2 or args.batch_size < 1:
+        _error("--completeness-tol must be > 0, --max-steps >= 2 and --batch-size >= 1")
+        return EXIT_USAGE
+    settings = AuditSettings(
+        model=args.model, weights=args.weights, class_names=list(args.classes or []),
+        target=args.target, baselines=list(args.baseline),
+        completeness_tol=args.completeness_tol, max_steps=args.max_steps, size=args.size,
+        graham=args.graham, output=args.output, device=args.device,
+        batch_size=args.batch_size, workers=max(0, args.workers), masks=args.masks,
+        include_phi=args.include_phi, save_attributions=args.save_attributions,
+        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+    try:
+        summary = run_audit(args.inputs, args.out, settings, force=args.force,
+                            progress=not args.quiet)
+    except SettingsChangedError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    except (AuditError, ModelLoadError, ImageReadError) as error:
+        _error(str(error))
+        return EXIT_FAILED
+    if summary.report is None:  # a rank other than 0 under torchrun
+        return EXIT_OK
+    steps = f", mean {summary.mean_steps:.1f} gradient evaluations per image" \
+        if summary.mean_steps is not None else ""
+    print(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
+          f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
+          f"attribution, {summary.errors} could not be read")
+    print(f"report: {summary.report}")
+    return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medig.report import TemplateError, build_report
+
+    if not (Path(args.out) / "results.jsonl").is_file():
+        _error(f"{args.out}: no results.jsonl here; run 'medig audit' first")
+        return EXIT_USAGE
+    try:
+        path = build_report(args.out, template=args.template, include_phi=args.include_phi)
+    except (TemplateError, OSError) as error:
+        _error(str(error))
+        return EXIT_FAILED
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medig`` command; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="medig: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "audit":
+        return _run_audit(args)
+    return _run_report(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Decode JPEG, PNG and TIFF files with Pillow into RGB ``uint8`` frames.
+
+Conversion rule (see also :mod:`medig.io._pixels`): 8-bit greyscale and bilevel images are
+replicated to three channels; palette, CMYK, YCbCr, LAB and HSV images go through Pillow's RGB
+conversion (CMYK without ICC colour management); alpha is dropped; 16/32-bit integer greyscale is
+scaled by its declared depth (PNG sBIT, TIFF MaxSampleValue, else the container's 16 bits);
+floating-point images must hold values in [0, 1] (scaled by 255), anything else is refused rather
+than guessed. EXIF orientation is applied, as every photo viewer does, so left/right and up/down
+in the tensor match what the grader saw. Raster files have one frame: the first page of a TIFF
+(later pages are often reduced-resolution thumbnails; ``metadata["pages"]`` counts them) and the
+default image of an animated PNG.
+
+Pillow raises many exception types on hostile input (OSError, SyntaxError, ValueError,
+struct.error, ...), so decoder calls catch ``Exception`` and raise :class:`ImageReadError`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from medig.io._image import MAX_PIXELS, ImageReadError, too_large_reason
+from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
+from medig.io._quiet import quiet
+
+__all__ = ["read_raster"]
+
+_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF"}
+_RGB_CONVERT = frozenset({"P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBa", "La"})
+_TIFF_MAX_SAMPLE_VALUE = 281
+_TIFF_BITS_PER_SAMPLE = 258
+
+
+def _png_significant_bits(path: str | os.PathLike) -> int | None:
+    """The PNG ``sBIT`` chunk's significant bits (largest channel), if the file declares them.
+
+    Pillow does not expose sBIT; a 12-bit camera sensor saved as 16-bit PNG declares 12 here.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(8)
+        for _ in range(64):  # sBIT must precede IDAT; stop early on odd files
+            header = fh.read(8)
+            if len(header) < 8:
+                return None
+            length, ctype = struct.unpack(">I4s", header)
+            if ctype == b"sBIT":
+                values = fh.read(min(length, 4))
+                return max(values) if values else None
+            if ctype in (b"IDAT", b"IEND"):
+                return None
+            fh.seek(length + 4, os.SEEK_CUR)
+    return None
+
+
+def _declared_top(im: Image.Image, fmt: str, path: str | os.PathLike) -> int:
+    """Declared maximum sample value of a >8-bit integer greyscale image."""
+    if fmt == "tiff":
+        tags = getattr(im, "tag_v2", {})
+        for tag, as_bits in ((_TIFF_MAX_SAMPLE_VALUE, False), (_TIFF_BITS_PER_SAMPLE, True)):
+            value = tags.get(tag)
+            if isinstance(value, (tuple, list)):
+                value = max(value) if value else None
+            if isinstance(value, int) and value > 0:
+                return bits_top(value) if as_bits else value
+    if fmt == "png":
+        bits = _png_significant_bits(path)
+        if bits and 1 <= bits <= 16:
+            return bits_top(bits)
+    return bits_top(16)  # PNG's deepest samples; also Pillow's "I;16" container
+
+
+def _frame_to_rgb(im: Image.Image, fmt: str, path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+    """Decoded Pillow frame -> ((3, H, W) uint8, declared bits of the source samples)."""
+    mode = im.mode
+    if mode == "1":
+        return to_rgb_tensor(np.asarray(im.convert("L"))), 1
+    if mode in _RGB_CONVERT:
+        return to_rgb_tensor(np.asarray(im.convert("RGB"))), 8
+    if mode in ("L", "LA", "RGB", "RGBA", "RGBX"):
+        return to_rgb_tensor(np.asarray(im)), 8
+    if mode == "I" or mode.startswith("I;16"):
+        top = _declared_top(im, fmt, path)
+        return to_rgb_tensor(scale_to_uint8(np.asarray(im), top)), top.bit_length()
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(arr).all() or arr.min(initial=0.0) < 0.0 or arr.max(initial=0.0) > 1.0:
+            raise ValueError("float-range")
+        return to_rgb_tensor(np.rint(arr * 255.0).astype(np.uint8)), 32
+    raise TypeError(mode)
+
+
+def _open(path: str | os.PathLike, display: str, fmt: str) -> Image.Image:
+    try:
+        return Image.open(path, formats=[_PIL_FORMAT[fmt]])
+    except Image.DecompressionBombError:
+        raise ImageReadError(display, too_large_reason(None)) from None
+    except Exception:  # noqa: BLE001
+        raise ImageReadError(display, f"corrupt {fmt.upper()} header (not decodable)") from None
+
+
+def read_raster(
+    path: str | os.PathLike, display: str, fmt: str, frame: int | None
+) -> tuple[dict[str, Any], list[tuple[int, torch.Tensor, dict[str, Any]]]]:
+    """Decode a JPEG/PNG/TIFF file (its only frame: ``frame`` must be ``None`` or 0).
+
+    Returns the file-level metadata and ``(index, pixels, frame_metadata)`` triples. Raises
+    :class:`~medig.io.ImageReadError` naming ``display`` for every failure.
+    """
+    with quiet():
+        im = _open(path, display, fmt)
+        with im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:  # header only: nothing decoded yet
+                raise ImageReadError(display, too_large_reason(width * height))
+            if frame not in (None, 0):
+                raise ImageReadError(
+                    display, f"frame index {frame} out of range (file has 1 frame)"
+                )
+            metadata: dict[str, Any] = {"format": fmt, "frames": 1}
+            if fmt == "tiff":
+                try:
+                    metadata["pages"] = int(getattr(im, "n_frames", 1))
+                except Exception:  # noqa: BLE001
+                    raise ImageReadError(display, "corrupt TIFF page directory") from None
+            pixels, frame_meta = _decode_frame(im, fmt, path, display)
+    return metadata, [(0, pixels, frame_meta)]
+
+
+def _decode_frame(
+    im: Image.Image, fmt: str, path: str | os.PathLike, display: str
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    where = display
+    try:
+        im.load()
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+        rotated = ImageOps.exif_transpose(im) if orientation != 1 else im
+    except Image.DecompressionBombError:
+        raise ImageReadError(where, too_large_reason(None)) from None
+    except Exception as exc:  # noqa: BLE001
+        kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise ImageReadError(where, f"{kind} {fmt.upper()} data (decoding failed)") from None
+    try:
+        pixels, bits = _frame_to_rgb(rotated, fmt, path)
+    except ValueError:
+        raise ImageReadError(
+            where, "floating-point pixels outside [0, 1] have no defined 8-bit mapping"
+        ) from None
+    except TypeError:
+        raise ImageReadError(where, f"unsupported pixel mode {rotated.mode!r}") from None
+    return pixels, {"source_mode": im.mode, "bits_stored": bits, "exif_orientation": orientation}

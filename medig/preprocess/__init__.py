@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: Apache-2.0
+"""GPU-batched fundus preprocessing in pure torch: field of view, cropping, Graham normalisation.
+
+The same code runs on CPU and CUDA and works on whole batches. Pixel-space outputs are in [0, 1];
+mean/std normalisation belongs to the model wrapper (:func:`medig.with_normalization`).
+Coordinates (circles, boxes) are continuous pixel coordinates, see :mod:`medig.preprocess.fov`.
+"""
+from __future__ import annotations
+
+from medig.preprocess.crop import crop_boxes, crop_to_fov, fov_boxes
+from medig.preprocess.fov import circle_mask, detect_fov_circles, fov_circles, fov_mask
+from medig.preprocess.graham import gaussian_blur_masked, graham
+from medig.preprocess.pipeline import FundusPreprocess
+
+__all__ = [
+    "FundusPreprocess",
+    "circle_mask",
+    "crop_boxes",
+    "crop_to_fov",
+    "detect_fov_circles",
+    "fov_boxes",
+    "fov_circles",
+    "fov_mask",
+    "gaussian_blur_masked",
+    "graham",
+]
