@@ -65,6 +65,10 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (default: all cores, shared between the "
+                        "processes of a node under torchrun); float32 results are bit-identical "
+                        "only between runs with the same thread count")
     p.add_argument("--masks", help="folder of lesion masks named like the images "
                                    "(default: a masks/ subfolder of INPUT if present)")
     p.add_argument("--overlay-scale", choices=("cohort", "image"), default="cohort",
@@ -124,7 +128,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         target=args.target, baselines=list(args.baseline),
         completeness_tol=args.completeness_tol, max_steps=args.max_steps, size=args.size,
         graham=args.graham, output=args.output, device=args.device,
-        batch_size=args.batch_size, workers=max(0, args.workers), masks=args.masks,
+        batch_size=args.batch_size, workers=max(0, args.workers), threads=max(0, args.threads),
+        masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
         overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
     try:

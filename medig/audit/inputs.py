@@ -148,11 +148,14 @@ def _collate(batch: list[DecodedInput]) -> list[DecodedInput]:
     return batch
 
 
-def make_loader(items: Sequence[AuditInput], batch_size: int, workers: int,
+def make_loader(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], workers: int,
                 include_phi: bool = False) -> DataLoader:
-    """A DataLoader that decodes ``batch_size`` files per batch in ``workers`` processes."""
+    """A DataLoader that decodes the given batches of ``items`` (indices) in ``workers`` processes.
+
+    Each :class:`DecodedInput`'s ``index`` is the item's index in ``items``.
+    """
     return DataLoader(
-        _DecodeDataset(items, include_phi), batch_size=batch_size, shuffle=False,
+        _DecodeDataset(items, include_phi), batch_sampler=[list(b) for b in batches],
         num_workers=workers, collate_fn=_collate, persistent_workers=False,
         prefetch_factor=2 if workers > 0 else None,
     )

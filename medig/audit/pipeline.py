@@ -114,7 +114,7 @@ class _Auditor:
 
     def __init__(self, model: nn.Module, class_names: list[str], settings: AuditSettings,
                  device: torch.device, store: WorkStore, out_dir: Path,
-                 keys: Sequence[str]) -> None:
+                 keys: dict[int, str]) -> None:
         self.model = model.to(device).eval()
         self.scored = _Scored(self.model, settings.output).eval()
         self.class_names = class_names
@@ -128,7 +128,7 @@ class _Auditor:
         self.ig = FundusIntegratedGradients(self.scored, baselines=list(settings.baselines))
 
     def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
-                    shas: Sequence[str]) -> list[dict[str, Any]]:
+                    shas: dict[int, str]) -> list[dict[str, Any]]:
         """Audit the decoded inputs of one batch; returns the records stored."""
         good = [d for d in batch if d.error is None]
         try:
@@ -232,6 +232,7 @@ def _reason(error: BaseException | None) -> str:
 
 
 def _hash_items(items: Sequence[AuditInput]) -> list[str]:
+    # Hashing is I/O bound: threads overlap the reads.
     from concurrent.futures import ThreadPoolExecutor
 
     def one(item: AuditInput) -> str:
@@ -295,9 +296,10 @@ def run_audit(
     ctx = init_distributed(device_type)
     try:
         device = device_for(ctx, requested)
-        if device.type == "cpu" and ctx.local_world_size > 1:
+        if device.type == "cpu" and (settings.threads or ctx.local_world_size > 1):
             # Share the cores between the ranks of a node instead of oversubscribing them.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.local_world_size))
+            torch.set_num_threads(settings.threads
+                                  or max(1, (os.cpu_count() or 1) // ctx.local_world_size))
         model, class_names, input_size, weights_sha = (model_loader or _load_model)(settings)
         settings.class_names = settings.class_names or list(class_names)
         if len(settings.class_names) != len(class_names):
@@ -312,31 +314,40 @@ def run_audit(
         _check_out_dir(out, settings, force)
         barrier(ctx, barrier_timeout_s)
         store = WorkStore(out)
+        # Which process is which rank, for operators (and the crash test) to find.
+        atomic_write(store.root / "ranks" / f"rank{ctx.rank}.pid", str(os.getpid()))
         started_iso = broadcast(ctx, started.isoformat(timespec="seconds"))
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, settings, started=started_iso, status="running",
                            device=str(device), world_size=ctx.world_size)
-        share = balanced_shares([it.size for it in items], ctx.world_size)[ctx.rank]
-        mine = [items[i] for i in share]
-        shas = _hash_items(mine)
-        keys = [record_key(s, settings.key()) for s in shas]
-        todo = [i for i, k in enumerate(keys) if not store.has(k)]
+        # Batches are cut from the whole input list and handed out whole: an image is always
+        # computed with the same batch-mates, so its numbers are bit-identical whatever the
+        # number of processes and after a resume (a killed batch is recomputed as a whole).
+        size = settings.batch_size
+        batches = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+        share = balanced_shares([sum(items[i].size for i in b) for b in batches],
+                                ctx.world_size)[ctx.rank]
+        my_batches = [batches[b] for b in share]
+        mine = sorted(i for b in my_batches for i in b)
+        shas = dict(zip(mine, _hash_items([items[i] for i in mine])))
+        keys = {i: record_key(shas[i], settings.key()) for i in mine}
+        todo = [[i for i in b if not store.has(keys[i])] for b in my_batches]
+        todo = [b for b in todo if b]
         auditor = _Auditor(model, settings.class_names, settings, device, store, out, keys)
-        bar = Progress(len(mine), len(mine) - len(todo), enabled=progress,
+        n_todo = sum(len(b) for b in todo)
+        bar = Progress(len(mine), len(mine) - n_todo, enabled=progress,
                        prefix=f"rank {ctx.rank}: " if ctx.distributed else "")
-        loader = make_loader([mine[i] for i in todo], settings.batch_size, settings.workers,
-                             settings.include_phi)
+        loader = make_loader(items, todo, settings.workers, settings.include_phi)
         computed = 0
         for batch in loader:
-            for d in batch:  # positions in ``todo`` -> positions in ``mine``
-                d.index = todo[d.index]
-            auditor.audit_batch(batch, mine, shas)
+            auditor.audit_batch(batch, items, shas)
             computed += len(batch)
             bar.update(len(batch))
         bar.close()
         rank_seconds = time.monotonic() - t0
-        _write_rank_report(store, ctx, started_iso, mine, shas, computed, rank_seconds)
+        _write_rank_report(store, ctx, started_iso, {items[i].rel: shas[i] for i in mine},
+                           computed, rank_seconds)
         barrier(ctx, barrier_timeout_s)
         summary = AuditSummary(out, computed=computed)
         if ctx.is_main:
@@ -356,10 +367,10 @@ def _load_model(settings: AuditSettings) -> tuple[nn.Module, list[str], int | No
     return loaded.model, list(loaded.class_names), loaded.input_size, loaded.weights_sha256
 
 
-def _write_rank_report(store: WorkStore, ctx: DistContext, run: str, items: Sequence[AuditInput],
-                       shas: Sequence[str], computed: int, seconds: float) -> None:
-    report = {"run": run, "rank": ctx.rank, "computed": computed, "inputs": len(items),
-              "seconds": round(seconds, 3), "sha256": {it.rel: s for it, s in zip(items, shas)}}
+def _write_rank_report(store: WorkStore, ctx: DistContext, run: str, sha_of: dict[str, str],
+                       computed: int, seconds: float) -> None:
+    report = {"run": run, "rank": ctx.rank, "computed": computed, "inputs": len(sha_of),
+              "seconds": round(seconds, 3), "sha256": sha_of}
     atomic_write(store.root / "ranks" / f"rank{ctx.rank}.json", json.dumps(report))
 
 

@@ -40,6 +40,7 @@ class AuditSettings:
     device: str = "auto"
     batch_size: int = 8
     workers: int = 2
+    threads: int = 0
     masks: str | None = None
     mask_dilation: int = 5
     include_phi: bool = False

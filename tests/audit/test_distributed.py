@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit under torchrun (CPU, gloo): same per-image results, and crash-and-resume."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medig.audit import read_results
+from medig.audit.distributed import balanced_shares
+from medig.cli import EXIT_SOME_FILES_FAILED, main
+from tests.audit.conftest import make_audit_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN = shutil.which("torchrun") or ""
+requires_torchrun = pytest.mark.skipif(not TORCHRUN, reason="torchrun not on PATH")
+
+
+def _args(model: str) -> list[str]:
+    return ["--model", f"tests.audit.tiny_models:{model}", "--classes", "healthy", "referable",
+            "--size", "64", "--batch-size", "2", "--workers", "0", "--threads", "1", "--quiet"]
+
+
+def _torchrun(nproc: int, folder: Path, out: Path, model: str) -> subprocess.Popen:
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", str(nproc), "-m", "medig",
+           "audit", str(folder), "--out", str(out), *_args(model)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def test_balanced_shares_are_disjoint_deterministic_and_balanced():
+    weights = [5, 1, 1, 1, 1, 1, 4, 2, 3, 3]
+    shares = balanced_shares(weights, 3)
+    assert sorted(i for s in shares for i in s) == list(range(10))
+    assert shares == balanced_shares(weights, 3)
+    loads = [sum(weights[i] for i in s) for s in shares]
+    assert max(loads) - min(loads) <= 1
+    assert balanced_shares(weights, 1) == [list(range(10))]
+
+
+@requires_torchrun
+def test_two_process_audit_equals_one_process(tmp_path):
+    folder = make_audit_folder(tmp_path / "in", n=6, seed=21)
+    single = tmp_path / "single"
+    assert main(["audit", str(folder), "--out", str(single), *_args("make_tiny")]) \
+        == EXIT_SOME_FILES_FAILED
+    multi = tmp_path / "multi"
+    proc = _torchrun(2, folder, multi, "make_tiny")
+    _, err = proc.communicate(timeout=300)
+    assert (multi / "results.jsonl").is_file(), err.decode()[-2000:]
+    assert (multi / "results.jsonl").read_bytes() == (single / "results.jsonl").read_bytes()
+    import json
+
+    m1 = json.loads((single / "manifest.json").read_text())
+    m2 = json.loads((multi / "manifest.json").read_text())
+    assert m2["world_size"] == 2 and [r["rank"] for r in m2["ranks"]] == [0, 1]
+    assert sum(r["inputs"] for r in m2["ranks"]) == 8
+    assert m2["cohort_clip"] == pytest.approx(m1["cohort_clip"], rel=1e-6)
+
+
+@requires_torchrun
+def test_killed_rank_then_resume_with_another_world_size(tmp_path):
+    folder = make_audit_folder(tmp_path / "in", n=6, seed=22)
+    ref = tmp_path / "ref"
+    assert main(["audit", str(folder), "--out", str(ref), *_args("make_tiny")]) \
+        == EXIT_SOME_FILES_FAILED
+    out = tmp_path / "out"
+    proc = _torchrun(2, folder, out, "make_slow")
+    pid_file = out / ".medig" / "ranks" / "rank1.pid"
+    records = out / ".medig" / "records"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if pid_file.is_file() and records.is_dir() and any(records.glob("*.json")):
+            break
+        time.sleep(0.05)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "results.jsonl").exists()
+    # resume on a different "allocation": one process
+    assert main(["audit", str(folder), "--out", str(out), *_args("make_slow")]) \
+        == EXIT_SOME_FILES_FAILED
+    rows = read_results(out / "results.jsonl")
+    assert len(rows) == len({r["path"] for r in rows}) == 8
+    assert (out / "results.jsonl").read_bytes() == (ref / "results.jsonl").read_bytes()
