@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from medig.attr import FundusIntegratedGradients
+from medig.attr.outputs import explained_output
 from medig.audit.distributed import (
     DistContext,
     balanced_shares,
@@ -83,19 +84,6 @@ class AuditSummary:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Scored(nn.Module):
-    """The output IG explains: the class probability (softmax of the logits) or the logit."""
-
-    def __init__(self, model: nn.Module, output: str) -> None:
-        super().__init__()
-        self.model = model
-        self.softmax = output == "probability"
-
-    def forward(self, x: Tensor) -> Tensor:
-        logits = self.model(x)
-        return torch.softmax(logits, dim=1) if self.softmax else logits
-
-
 def _resolve_target(target: str, class_names: Sequence[str]) -> int | None:
     if target == "pred":
         return None
@@ -116,7 +104,6 @@ class _Auditor:
                  device: torch.device, store: WorkStore, out_dir: Path,
                  keys: dict[int, str]) -> None:
         self.model = model.to(device).eval()
-        self.scored = _Scored(self.model, settings.output).eval()
         self.class_names = class_names
         self.settings = settings
         self.device = device
@@ -125,7 +112,8 @@ class _Auditor:
         self.keys = keys
         self.target = _resolve_target(settings.target, class_names)
         self.preprocess = FundusPreprocess(size=settings.size, graham=settings.graham)
-        self.ig = FundusIntegratedGradients(self.scored, baselines=list(settings.baselines))
+        self.ig = FundusIntegratedGradients(explained_output(self.model, settings.output),
+                                            baselines=list(settings.baselines))
 
     def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
                     shas: dict[int, str]) -> list[dict[str, Any]]:
@@ -245,15 +233,25 @@ def _hash_items(items: Sequence[AuditInput]) -> list[str]:
         return list(pool.map(one, items))
 
 
-def _check_out_dir(out_dir: Path, settings: AuditSettings, force: bool) -> None:
+def _check_out_dir(out_dir: Path, settings: AuditSettings, force: bool) -> bool:
+    """Whether ``out_dir`` holds an audit made with other numeric settings (refused unless forced)."""
     previous = read_manifest(out_dir)
     if previous is None:
-        return
+        return False
     changed = settings.changed_from(previous.get("settings", {}))
     if changed and not force:
         raise SettingsChangedError(
             f"{out_dir} holds an audit made with other settings (changed: {', '.join(changed)}); "
             "use a new --out folder, or --force to re-audit into this one")
+    return bool(changed)
+
+
+def _clear_previous_audit(out_dir: Path) -> None:
+    """Remove a forced-over audit's work and images, so nothing stale mixes with the new one."""
+    import shutil
+
+    for name in (".medig", "overlays", "attributions"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
 def run_audit(
@@ -278,8 +276,9 @@ def run_audit(
         The audit's settings; ``class_names``/``size``/``weights_sha256`` are filled in from the
         model when left empty.
     force : bool
-        Re-audit into a folder that holds an audit with other numeric settings (the stale work is
-        deleted); without it such a folder is refused with :class:`SettingsChangedError`.
+        Re-audit into a folder that holds an audit with other numeric settings (its work, overlays
+        and attributions are deleted first); without it such a folder is refused with
+        :class:`SettingsChangedError`.
     progress : bool
         Show progress (a bar on a terminal, log lines otherwise).
     model_loader : callable, optional
@@ -311,7 +310,9 @@ def run_audit(
         items = collect_inputs(inputs, settings.masks, exclude=[out])
         if not items:
             raise AuditError(f"no image files found in {', '.join(map(str, inputs))}")
-        _check_out_dir(out, settings, force)
+        stale = _check_out_dir(out, settings, force)
+        if stale and ctx.is_main:
+            _clear_previous_audit(out)
         barrier(ctx, barrier_timeout_s)
         store = WorkStore(out)
         # Which process is which rank, for operators (and the crash test) to find.

@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from monai.utils import min_version, optional_import
 from torch import Tensor, nn
 
+from medig.attr.outputs import explained_output
 from medig.audit.manifest import write_manifest
 from medig.audit.records import explanation_rows, write_results
 from medig.audit.settings import AuditSettings
@@ -47,17 +48,6 @@ else:
 __all__ = ["IntegratedGradientsHandler"]
 
 _WORK_DIR = ".medig-monai-work"
-
-
-class _Probability(nn.Module):
-    """The class probabilities of a logit model: what ``medig audit --output probability`` explains."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.softmax(self.model(x), dim=1)
 
 
 def _filenames(items: Sequence[Any], meta_source: Any) -> list[str | None]:
@@ -230,7 +220,7 @@ class IntegratedGradientsHandler:
         masks = None if masks is None else masks[idx].bool()
         names = [names[int(i)] for i in idx]
 
-        scored = _Probability(model) if self.output == "probability" else model
+        scored = explained_output(model, self.output)
         ig = IntegratedGradients(scored, baselines=self.baselines, target=self.target,
                                  **self.options)
         with eval_mode_of(model), torch.no_grad():

@@ -113,11 +113,27 @@ def test_resume_skips_finished_work(audited, audit_folder):
     assert [p.stat().st_mtime_ns for p in records] == mtimes  # nothing recomputed
 
 
-def test_changed_settings_are_refused_then_forced(audited, audit_folder, capsys):
+def test_changed_settings_are_refused(audited, audit_folder, capsys):
     out, _ = audited
     code = main(["audit", str(audit_folder), "--out", str(out), *BASE, "--baseline", "black"])
     assert code == EXIT_USAGE
     assert "changed: baselines" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["settings"]["baselines"] == [
+        "black", "blur"]  # refused before anything was touched
+
+
+def test_force_reaudits_with_new_settings(audit_folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["audit", str(audit_folder), "--out", str(out), *BASE]) == EXIT_SOME_FILES_FAILED
+    old = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    code = main(["audit", str(audit_folder), "--out", str(out), *BASE, "--baseline", "black",
+                 "--force"])
+    assert code == EXIT_SOME_FILES_FAILED
+    new = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    assert set(new) == set(old)
+    assert new["a.jpg"]["baseline_score"] != old["a.jpg"]["baseline_score"]
+    assert json.loads((out / "manifest.json").read_text())["settings"]["baselines"] == ["black"]
+    assert len(list((out / ".medig" / "records").iterdir())) == 8  # only the new settings' work
 
 
 def test_report_rebuilds_without_model(audited):
