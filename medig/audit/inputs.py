@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from medig.io import ImageReadError, find_images, read_frames
+from medig.io import ImageReadError, find_images, read_frames, sniff_file
 
 __all__ = ["AuditInput", "DecodedInput", "MASKS_FOLDER", "collect_inputs", "make_loader"]
 
@@ -45,6 +45,7 @@ class DecodedInput:
     metadata: list[dict[str, Any]]
     masks: list[torch.Tensor | None]
     error: str | None = None
+    jpeg: bytes | None = None  # undecoded JPEG, when it is decoded on the audit's device
 
 
 def _is_within(path: Path, folder: Path | None) -> bool:
@@ -108,28 +109,35 @@ def _mask_file(item: AuditInput, frame: int | None) -> Path | None:
     return None
 
 
-def _read_mask(path: Path, shape: tuple[int, int]) -> torch.Tensor | None:
-    """Lesion mask as bool ``(1, H, W)``; None (no localisation) if unreadable or of another size."""
+def _read_mask(path: Path, shape: tuple[int, int] | None) -> torch.Tensor | None:
+    """Lesion mask as bool ``(1, H, W)``; None (no localisation) if unreadable or of another size
+    (``shape`` None: not checked here)."""
     try:
         with Image.open(path) as im:
             mask = np.asarray(im.convert("L")) > 0
     except (OSError, ValueError):
         return None
-    if mask.shape != shape:
+    if shape is not None and mask.shape != shape:
         return None
     return torch.from_numpy(mask.copy())[None]
 
 
 class _DecodeDataset(Dataset):
-    def __init__(self, items: Sequence[AuditInput], include_phi: bool) -> None:
+    def __init__(self, items: Sequence[AuditInput], include_phi: bool,
+                 jpeg_as_bytes: bool) -> None:
         self.items = list(items)
         self.include_phi = include_phi
+        self.jpeg_as_bytes = jpeg_as_bytes
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> DecodedInput:
         item = self.items[index]
+        if self.jpeg_as_bytes and sniff_file(item.path) == "jpeg":
+            mask_path = _mask_file(item, None)
+            return DecodedInput(index, [], [], [_read_mask(mask_path, None) if mask_path else None],
+                                jpeg=item.path.read_bytes())
         try:
             images = read_frames(item.path, include_phi=self.include_phi)
         except ImageReadError as error:
@@ -149,13 +157,14 @@ def _collate(batch: list[DecodedInput]) -> list[DecodedInput]:
 
 
 def make_loader(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], workers: int,
-                include_phi: bool = False) -> DataLoader:
+                include_phi: bool = False, jpeg_as_bytes: bool = False) -> DataLoader:
     """A DataLoader that decodes the given batches of ``items`` (indices) in ``workers`` processes.
 
-    Each :class:`DecodedInput`'s ``index`` is the item's index in ``items``.
+    Each :class:`DecodedInput`'s ``index`` is the item's index in ``items``. With
+    ``jpeg_as_bytes`` JPEG files come back undecoded, for nvJPEG on the GPU.
     """
     return DataLoader(
-        _DecodeDataset(items, include_phi), batch_sampler=[list(b) for b in batches],
+        _DecodeDataset(items, include_phi, jpeg_as_bytes), batch_sampler=[list(b) for b in batches],
         num_workers=workers, collate_fn=_collate, persistent_workers=False,
         prefetch_factor=2 if workers > 0 else None,
     )

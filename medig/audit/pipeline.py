@@ -42,6 +42,7 @@ from medig.audit.progress import Progress
 from medig.audit.records import error_row, explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore, record_key, safe_relative_path
+from medig.io import ImageReadError, decode_jpeg_batch
 from medig.preprocess import FundusPreprocess, crop_boxes
 from medig.report import build_report
 from medig.render import (
@@ -118,6 +119,7 @@ class _Auditor:
     def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
                     shas: dict[int, str]) -> list[dict[str, Any]]:
         """Audit the decoded inputs of one batch; returns the records stored."""
+        self._decode_jpegs(batch, items)
         good = [d for d in batch if d.error is None]
         try:
             frame_rows = self._explain(good, items) if good else {}
@@ -146,6 +148,34 @@ class _Auditor:
             self.store.save(self.keys[d.index], record)
             records.append(record)
         return records
+
+    def _decode_jpegs(self, batch: list[DecodedInput], items: Sequence[AuditInput]) -> None:
+        """Decode the batch's undecoded JPEGs on the audit's device (nvJPEG on CUDA) in one call."""
+        pending = [d for d in batch if d.jpeg is not None]
+        if not pending:
+            return
+        names = [items[d.index].rel for d in pending]
+        try:
+            images: list[Tensor] | None = decode_jpeg_batch([d.jpeg for d in pending],
+                                                            self.device, names=names)
+        except ImageReadError:
+            images = None  # one bad file fails the batched call: decode one by one
+        for k, d in enumerate(pending):
+            try:
+                image = images[k] if images is not None else decode_jpeg_batch(
+                    [d.jpeg], self.device, names=[names[k]])[0]
+            except ImageReadError as error:
+                d.error = error.reason
+                continue
+            finally:
+                d.jpeg = None
+            height, width = image.shape[-2:]
+            mask = d.masks[0]
+            d.frames = [image]
+            d.metadata = [{"format": "jpeg", "width": int(width), "height": int(height),
+                           "frames": 1, "decoded_on": self.device.type}]
+            d.masks = [mask if mask is not None and tuple(mask.shape[-2:]) == (height, width)
+                       else None]
 
     def _explain(self, decoded: list[DecodedInput],
                  items: Sequence[AuditInput]) -> dict[int, list[dict[str, Any]]]:
@@ -339,7 +369,10 @@ def run_audit(
         n_todo = sum(len(b) for b in todo)
         bar = Progress(len(mine), len(mine) - n_todo, enabled=progress,
                        prefix=f"rank {ctx.rank}: " if ctx.distributed else "")
-        loader = make_loader(items, todo, settings.workers, settings.include_phi)
+        # JPEGs decode on the GPU (nvJPEG, batched) when the audit runs on one.
+        jpeg_on_device = (settings.jpeg_on_device if settings.jpeg_on_device is not None
+                          else device.type == "cuda")
+        loader = make_loader(items, todo, settings.workers, settings.include_phi, jpeg_on_device)
         computed = 0
         for batch in loader:
             auditor.audit_batch(batch, items, shas)

@@ -48,6 +48,7 @@ class AuditSettings:
     overlay_scale: str = "cohort"
     percentile: float = 99.5
     template: str | None = None
+    jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -199,3 +199,29 @@ def test_kill_and_resume_gives_the_same_results(tmp_path):
     assert len(rows) == len({r["path"] for r in rows}) == 7
     assert numbers(rows) == numbers(read_results(ref / "results.jsonl"))
     assert not list(out.rglob("*.tmp"))
+
+
+def test_jpeg_decoded_on_the_device_path_agrees(audit_folder, tmp_path):
+    # The nvJPEG path (undecoded bytes to the main process, one batched decode) exercised on the
+    # CPU decoder: same inputs audited, same predictions, scores within JPEG-decoder tolerance.
+    from medig.audit import AuditSettings, run_audit
+    from medig.models import load_model
+
+    def loader(settings):
+        loaded = load_model(TINY, class_names=["healthy", "referable"])
+        return loaded.model, list(loaded.class_names), None, None
+
+    runs = {}
+    for flag in (False, True):
+        settings = AuditSettings(size=96, batch_size=3, workers=0, jpeg_on_device=flag,
+                                 class_names=["healthy", "referable"])
+        out = tmp_path / str(flag)
+        run_audit([audit_folder], out, settings, progress=False, model_loader=loader)
+        runs[flag] = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    assert runs[True].keys() == runs[False].keys()
+    for path, row in runs[False].items():
+        other = runs[True][path]
+        assert other["status"] == row["status"]
+        if row["status"] == "ok":
+            assert other["predicted"] == row["predicted"]
+            assert abs(other["score"] - row["score"]) < 0.02
