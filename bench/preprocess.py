@@ -9,6 +9,11 @@ bounding box, ``Image.crop`` + ``Image.resize``, ``to_tensor``); it is single-th
 torch is measured both with all cores and with one thread. Runs are interleaved so that the ratio
 is measured side by side under the same machine load.
 
+Decoders: the PIL loop decodes with PIL (``Image.open().convert("RGB")``); "torch ... decode incl."
+decodes with ``torchvision.io.decode_jpeg`` (CPU, one image at a time); "... (PIL decode)" decodes
+with PIL too and converts with ``TF.pil_to_tensor`` (one copy, as users write it), so that variant
+compares the preprocessing with the same decoder on both sides. Both decoders are libjpeg-turbo.
+
 Usage: ``python bench/preprocess.py [--quick] [--n 64] [--size 512] [--reps R]``
 """
 from __future__ import annotations
@@ -111,6 +116,8 @@ def main() -> None:
     for threads in sorted({1, cores}):
         runs[f"torch CPU {threads}t, decode incl."] = (
             lambda: pre([torchvision.io.decode_jpeg(r) for r in raw]), nosync, threads)
+        runs[f"torch CPU {threads}t, decode incl. (PIL decode)"] = (
+            lambda: pre([TF.pil_to_tensor(im) for im in pil_decode()]), nosync, threads)
         runs[f"torch CPU {threads}t, decode excl."] = (lambda: pre(decoded_cpu), nosync, threads)
     if torch.cuda.is_available():
         decoded_gpu = [t.cuda() for t in decoded_cpu]
@@ -135,11 +142,11 @@ def main() -> None:
     print(f"{args.n} JPEGs {args.side}x{args.side} -> {args.size}x{args.size}, {reps} reps, "
           f"torch {torch.__version__}, {cores} CPU threads available, "
           f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
-    print(f"{'method':36s} {'img/s median':>12s} {'min':>7s} {'max':>7s} {'vs PIL':>7s}")
+    print(f"{'method':46s} {'img/s median':>12s} {'min':>7s} {'max':>7s} {'vs PIL':>7s}")
     for name in runs:
         ref = "PIL loop, decode incl." if "incl." in name else "PIL loop, decode excl."
         lo, hi = args.n / max(times[name]), args.n / min(times[name])
-        print(f"{name:36s} {ips(name):12.1f} {lo:7.1f} {hi:7.1f} {ips(name) / ips(ref):6.2f}x")
+        print(f"{name:46s} {ips(name):12.1f} {lo:7.1f} {hi:7.1f} {ips(name) / ips(ref):6.2f}x")
 
 
 if __name__ == "__main__":

@@ -142,8 +142,10 @@ class FundusPreprocess(nn.Module):
         for k, t in enumerate(items):
             groups[(t.shape[1], t.shape[2], t.dtype)].append(k)
         out = torch.empty((n, 3, s, s), dtype=torch.float32, device=device)
-        masks = torch.empty((n, 1, s, s), dtype=torch.bool, device=device)
-        boxes = torch.empty((n, 4), dtype=torch.float32, device=device)
+        single = len(groups) == 1  # the common case: write the outputs directly, no index_copy
+        if not single:
+            masks = torch.empty((n, 1, s, s), dtype=torch.bool, device=device)
+            boxes = torch.empty((n, 4), dtype=torch.float32, device=device)
         for (h, w, _), idx in groups.items():
             group = [items[k] for k in idx]
             circles, bands = _detect(group, self.work_size)
@@ -154,15 +156,17 @@ class FundusPreprocess(nn.Module):
                 x0, y0 = (w - side) // 2, (h - side) // 2
                 gboxes = torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32,
                                       device=device).expand(len(idx), 4)
-            crops = _crop_list(group, gboxes, s)
-            crops = crops.float().div_(255.0) if crops.dtype == torch.uint8 else crops.float()
+            # Crops are resized in uint8 (CPU) and written straight into the float output.
+            _crop_list(group, gboxes, s, out=out, rows=idx)
             # Masks drawn analytically from the full-resolution fit (cheaper and sharper than
             # rasterising at full size and cropping); with crop=False the zero padding is excluded.
             gmasks = _crop_circle_masks(circles, gboxes, (h, w), s, bands)
-            index = torch.tensor(idx, device=device)
-            out.index_copy_(0, index, crops)
-            masks.index_copy_(0, index, gmasks)
-            boxes.index_copy_(0, index, gboxes.float())
+            if single:
+                masks, boxes = gmasks, gboxes.float().contiguous()
+            else:
+                index = torch.tensor(idx, device=device)
+                masks.index_copy_(0, index, gmasks)
+                boxes.index_copy_(0, index, gboxes.float())
         if self.graham:
             out, masks = graham_normalise(out, masks, sigma=self.graham_sigma, return_mask=True)
         return out, masks, boxes
