@@ -11,7 +11,7 @@ from captum.attr import IntegratedGradients
 from torch import Tensor
 
 from medig.attr.adaptive import adaptive_path_integral
-from medig.attr.chunking import auto_chunk_size, run_chunked
+from medig.attr.chunking import auto_chunk_size, is_out_of_memory
 from medig.attr.completeness import (
     ABSOLUTE_FLOOR,
     completeness_delta,
@@ -297,9 +297,20 @@ class FundusIntegratedGradients(IntegratedGradients):
                     internal_batch_size=max(chunk, stop - start),
                     return_convergence_delta=True)
 
-            # Rows per Captum call so that one call's points (rows x steps) fit in a chunk.
-            rows = max(1, chunk // steps)
-            parts, _ = run_chunked(todo.numel(), rows, run)
+            # Rows per Captum call so that one call's points (rows x steps) fit in a chunk; on
+            # out-of-memory the chunk (in points) halves, down to one point per pass.
+            while True:
+                rows = max(1, chunk // steps)
+                try:
+                    parts = [run(s, min(s + rows, todo.numel()))
+                             for s in range(0, todo.numel(), rows)]
+                    break
+                except Exception as error:  # noqa: BLE001 - re-raised unless a fixable OOM
+                    if not is_out_of_memory(error) or chunk == 1:
+                        raise
+                    chunk = max(1, chunk // 2)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
             attr = torch.cat([p[0] for p in parts])
             delta = torch.cat([p[1] for p in parts])
             attributions[todo] = attr

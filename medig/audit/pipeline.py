@@ -104,7 +104,10 @@ class _Auditor:
     def __init__(self, model: nn.Module, class_names: list[str], settings: AuditSettings,
                  device: torch.device, store: WorkStore, out_dir: Path,
                  keys: dict[int, str]) -> None:
-        self.model = model.to(device).eval()
+        try:  # channels_last weights match the channels_last path points of the adaptive schedule
+            self.model = model.to(device, memory_format=torch.channels_last).eval()
+        except (RuntimeError, TypeError):  # e.g. scripted or exported programs
+            self.model = model.to(device).eval()
         self.class_names = class_names
         self.settings = settings
         self.device = device

@@ -161,7 +161,8 @@ def test_float64(cnn):
     assert expl.converged.all() and (expl.relative_error <= 1e-3).all()
 
 
-def test_out_of_memory_halves_the_chunk(cnn):
+@pytest.mark.parametrize("method", ["adaptive", "gausslegendre"])
+def test_out_of_memory_halves_the_chunk(cnn, method):
     calls = []
 
     def forward(x):
@@ -171,8 +172,10 @@ def test_out_of_memory_halves_the_chunk(cnn):
         return cnn(x)
 
     x = torch.rand(3, 3, 16, 16)
-    expl = FundusIntegratedGradients(forward).explain(x, target=1, internal_batch_size=64)
-    ref = FundusIntegratedGradients(cnn).explain(x, target=1, internal_batch_size=64)
+    expl = FundusIntegratedGradients(forward).explain(x, target=1, internal_batch_size=64,
+                                                      method=method)
+    ref = FundusIntegratedGradients(cnn).explain(x, target=1, internal_batch_size=64,
+                                                 method=method)
     assert torch.allclose(expl.attributions, ref.attributions, atol=1e-5)
     assert max(c for c in calls if c <= 4) <= 4
 
