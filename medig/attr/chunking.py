@@ -17,7 +17,9 @@ T = TypeVar("T")
 _BYTES_PER_INPUT_BYTE = 64
 _MEMORY_FRACTION = 0.5
 _CPU_MAX_CHUNK = 64  # CPU throughput stops improving well before this batch size
-_CPU_INPUT_BUDGET = 1 << 26  # 64 MiB of path points per pass: 64 at 256 px, 21 at 512 px
+_CPU_INPUT_BUDGET = 1 << 24  # 16 MiB of path points per pass: 21 at 256 px, 5 at 512 px; larger
+# passes cost more per point on CPU (cache; bench/RESULTS.md levers): the example audit ran 10.4 s vs
+# 11.2 s at 64 MiB.
 
 
 def _free_memory(device: torch.device) -> int:
