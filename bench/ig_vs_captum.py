@@ -85,7 +85,7 @@ def worker(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     fn = build_model(spec["model"], spec["output"])
-    x_all = torch.load(spec["images"])
+    x_all = torch.load(spec["images"], weights_only=True)
     with torch.no_grad():
         target_all = fn(x_all).argmax(dim=1)
     score, base = _scores(fn, x_all, target_all)

@@ -16,8 +16,9 @@ import argparse
 import time
 from pathlib import Path
 
+import pydicom
 import torch
-from monai.data import DataLoader, Dataset, PILReader, PydicomReader
+from monai.data import DataLoader, Dataset, PILReader, PydicomReader, is_supported_format
 from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.visualize import blend_images
@@ -36,11 +37,30 @@ from medig.report import build_report
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"}
 
 
+class TiffPILReader(PILReader):
+    """MONAI's PILReader claims PNG/JPEG/BMP only; Pillow reads TIFF too (ITK is not a dependency)."""
+
+    def verify_suffix(self, filename) -> bool:  # noqa: ANN001 - MONAI's signature
+        return is_supported_format(filename, ["png", "jpg", "jpeg", "bmp", "tif", "tiff"])
+
+
+def _single_frame(path: Path) -> bool:
+    # MONAI's PydicomReader stacks frames into a spatial axis; `medig audit` (medig.io.read_frames)
+    # is the tool for multi-frame DICOM, so the MONAI example leaves those files out.
+    if path.suffix.lower() not in (".dcm", ".dicom"):
+        return True
+    frames = pydicom.dcmread(path, stop_before_pixels=True).get("NumberOfFrames", 1)
+    return int(frames or 1) == 1
+
+
 def find_or_make_images(data: Path, out: Path, n: int = 6) -> list[Path]:
     files = sorted(p for p in data.rglob("*") if p.suffix.lower() in SUFFIXES
                    and "masks" not in p.parts) if data.is_dir() else []
-    if files:
-        return files
+    single = [p for p in files if _single_frame(p)]
+    if len(single) < len(files):
+        print(f"skipping {len(files) - len(single)} multi-frame DICOM file(s): use `medig audit`")
+    if single:
+        return single
     from medig.synthetic import generate
 
     images, _, _ = generate(n, size=320, seed=0)
@@ -71,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     # images with spatial axes (W, H): reverse_indexing=True turns them into photographs as displayed.
     load = LoadImaged("image", image_only=True)
     load.register(PydicomReader())
-    load.register(PILReader())
+    load.register(TiffPILReader())
     preprocess = Compose([
         load,
-        EnsureChannelFirstd("image"),
+        # Both readers put colour last; PydicomReader does not record it, so name the axis.
+        EnsureChannelFirstd("image", channel_dim=-1),
         FundusPreprocessd("image", size=size, reverse_indexing=True),
     ])
     dataset = Dataset([{"image": str(f)} for f in files], preprocess)

@@ -15,6 +15,7 @@ exactly as the audit does (:class:`medig.preprocess.FundusPreprocess`, crop to t
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from medig.models.demo import DemoNet
 from medig.preprocess import FundusPreprocess
 from medig.synthetic import generate
-from medig.utils import atomic_path, atomic_write
+from medig.utils import atomic_write
 
 SIZE = 256
 CHUNK = 64
@@ -123,8 +124,11 @@ def main() -> None:
 
     model.eval()
     args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "demo.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
+    # Saved through memory: torch.save names the archive after the file, and the temporary
+    # file's random name would make the bytes differ between identical trainings.
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write(args.out / "demo.pt", buffer.getvalue())
     meta = {
         "class_names": CLASS_NAMES,
         "input_size": SIZE,
