@@ -141,10 +141,12 @@ class _Auditor:
         records = []
         for d in batch:
             result = frame_rows.get(d.index)
-            if d.error is not None or isinstance(result, Exception):
-                reason = d.error if d.error is not None else _reason(result)
-                record = {"sha256": shas[d.index], "status": "error", "error": reason,
+            if d.error is not None:  # the file itself is bad: final, like its bytes
+                record = {"sha256": shas[d.index], "status": "error", "error": d.error,
                           "frames": []}
+            elif isinstance(result, Exception):  # explaining failed: retried by the next run
+                record = {"sha256": shas[d.index], "status": "error", "error": _reason(result),
+                          "frames": [], "retry": True}
             else:
                 record = {"sha256": shas[d.index], "status": "ok", "error": None,
                           "frames": result}
@@ -366,7 +368,7 @@ def run_audit(
         mine = sorted(i for b in my_batches for i in b)
         shas = dict(zip(mine, _hash_items([items[i] for i in mine])))
         keys = {i: record_key(shas[i], settings.key()) for i in mine}
-        todo = [[i for i in b if not store.has(keys[i])] for b in my_batches]
+        todo = [[i for i in b if not store.is_done(keys[i])] for b in my_batches]
         todo = [b for b in todo if b]
         auditor = _Auditor(model, settings.class_names, settings, device, store, out, keys)
         n_todo = sum(len(b) for b in todo)

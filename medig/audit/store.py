@@ -71,8 +71,12 @@ class WorkStore:
     def array_path(self, key: str, frame: int) -> Path:
         return self.arrays / f"{key}-{frame}.npz"
 
-    def has(self, key: str) -> bool:
-        return self.record_path(key).is_file()
+    def is_done(self, key: str) -> bool:
+        """Whether the input's work is final (a record that does not ask to be retried)."""
+        if not self.record_path(key).is_file():
+            return False
+        record = self.load(key)
+        return record is not None and not record.get("retry", False)
 
     def load(self, key: str) -> dict[str, Any] | None:
         """The record stored under ``key``, or None if absent or unreadable."""
