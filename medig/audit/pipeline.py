@@ -388,9 +388,22 @@ def run_audit(
         _write_rank_report(store, ctx, started_iso, {items[i].rel: shas[i] for i in mine},
                            computed, rank_seconds)
         barrier(ctx, barrier_timeout_s)
+        cohort = None
+        if ctx.distributed:
+            # Rank 0 pools the colour scale; every rank then draws its own share of overlays.
+            if ctx.is_main:
+                reports = _read_rank_reports(store, started_iso, ctx.world_size)
+                sha_all = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
+                key_all = {it.rel: record_key(sha_all[it.rel], settings.key()) for it in items}
+                cohort = _cohort_scale(store, _frames_of(store, items, key_all), settings)
+            cohort = broadcast(ctx, cohort)
+            draw_own_overlays(out, settings, [items[i] for i in mine],
+                              {items[i].rel: keys[i] for i in mine}, cohort, ctx)
+            barrier(ctx, barrier_timeout_s)
         summary = AuditSummary(out, computed=computed)
         if ctx.is_main:
-            summary = finalise_audit(out, settings, items, started_iso, str(device), ctx)
+            summary = finalise_audit(out, settings, items, started_iso, str(device), ctx,
+                                     cohort)
             summary.computed = computed
         summary.seconds = time.monotonic() - t0
         return summary
@@ -424,59 +437,115 @@ def _read_rank_reports(store: WorkStore, run: str, world_size: int) -> list[dict
     return reports
 
 
+_Frame = tuple[AuditInput, dict[str, Any], str]  # (input, stored frame row, record key)
+
+
+def _frames_of(store: WorkStore, items: Sequence[AuditInput],
+               key_of: dict[str, str]) -> list[_Frame]:
+    """The explained frames of ``items``, in order, from their stored records."""
+    frames: list[_Frame] = []
+    for it in items:
+        record = store.load(key_of[it.rel])
+        if record is not None and record["status"] == "ok":
+            frames.extend((it, row, key_of[it.rel]) for row in record["frames"])
+    return frames
+
+
+def _cohort_scale(store: WorkStore, frames: Sequence[_Frame],
+                  settings: AuditSettings) -> float | None:
+    """One colour scale for the whole audit, pooled from every image's quantile sketch."""
+    if settings.overlay_scale == "image":
+        return None
+    sketches = [store.load_arrays(k, fr.get("frame") or 0, "sketch")["sketch"]
+                for _, fr, k in frames]
+    return cohort_clip_value(sketches, settings.percentile)
+
+
+def _frame_name(it: AuditInput, frame_row: dict[str, Any]) -> tuple[str, str]:
+    frame = frame_row.get("frame")
+    name = it.rel if frame is None else f"{it.rel}#{frame}"
+    return name, f"overlays/{safe_relative_path(name)}.png"
+
+
+def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
+                   settings: AuditSettings, cohort: float | None,
+                   drawn: dict[str, Any]) -> dict[str, Any]:
+    """Render the overlays not yet drawn from the same work at the same scale; returns the stamps.
+
+    The stamps (record key, frame, scale) let a resumed audit, or rank 0 after the ranks drew
+    their own shares, skip overlays that are already up to date.
+    """
+    stamps = {}
+    for it, frame_row, key in frames:
+        frame = frame_row.get("frame")
+        _name, rel_png = _frame_name(it, frame_row)
+        stamp = [key, frame, settings.overlay_scale, cohort, settings.percentile]
+        if drawn.get(rel_png) != stamp or not (out_dir / rel_png).is_file():
+            arrays = store.load_arrays(key, frame or 0, "image", "fov", "attr_map",
+                                       "attr_scale", "clip")
+            _render_overlay(out_dir / rel_png, arrays,
+                            float(arrays["clip"]) if cohort is None else cohort)
+        stamps[rel_png] = stamp
+    return stamps
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
+                      key_of: dict[str, str], cohort: float | None, ctx: DistContext) -> None:
+    """Under torchrun: each rank draws the overlays of its own inputs once the scale is known,
+    so rank 0 does not render the whole cohort alone after the barrier."""
+    store = WorkStore(out_dir)
+    drawn = _read_json(store.root / "overlays.json")
+    stamps = _draw_overlays(out_dir, store, _frames_of(store, items, key_of), settings, cohort,
+                            drawn)
+    atomic_write(store.root / "ranks" / f"overlays-rank{ctx.rank}.json", json.dumps(stamps))
+
+
 def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
-                   started: str, device: str, ctx: DistContext | None = None) -> AuditSummary:
-    """Merge the stored work into overlays, ``results.*``, ``manifest.json`` and ``report.pdf``."""
+                   started: str, device: str, ctx: DistContext | None = None,
+                   cohort: float | None = None) -> AuditSummary:
+    """Merge the stored work into overlays, ``results.*``, ``manifest.json`` and ``report.pdf``.
+
+    ``cohort`` is the colour scale when the caller already pooled it (the distributed path).
+    """
     ctx = ctx or DistContext()
     store = WorkStore(out_dir)
     reports = _read_rank_reports(store, started, ctx.world_size)
     sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
     key_of = {it.rel: record_key(sha_of[it.rel], settings.key()) for it in items}
+    frames = _frames_of(store, items, key_of)
+    if cohort is None:
+        cohort = _cohort_scale(store, frames, settings)
 
-    frames: list[tuple[AuditInput, dict[str, Any], str]] = []  # (item, frame row, key)
-    rows: list[dict[str, Any]] = []
+    # Overlays already drawn (by a previous run, or by the ranks) are not drawn again.
+    drawn_path = store.root / "overlays.json"
+    drawn = _read_json(drawn_path)
+    if ctx.distributed:
+        for r in range(ctx.world_size):
+            drawn.update(_read_json(store.root / "ranks" / f"overlays-rank{r}.json"))
+    drawn.update(_draw_overlays(out_dir, store, frames, settings, cohort, drawn))
+    atomic_write(drawn_path, json.dumps(drawn))
+
+    frame_rows = iter(frames)
+    final_rows: list[dict[str, Any]] = []
     for it in items:
         record = store.load(key_of[it.rel])
         if record is None:
-            rows.append(error_row(it.rel, sha_of[it.rel], "not audited (interrupted run?)"))
-        elif record["status"] != "ok":
-            rows.append(error_row(it.rel, record["sha256"], record["error"]))
-        else:
-            for frame_row in record["frames"]:
-                frames.append((it, frame_row, key_of[it.rel]))
-                rows.append(frame_row)  # placeholder, replaced below in order
-
-    # One colour scale for the whole audit, from every image's quantile sketch.
-    per_image = settings.overlay_scale == "image"
-    sketches = [] if per_image else [
-        store.load_arrays(k, fr.get("frame") or 0, "sketch")["sketch"] for _, fr, k in frames]
-    cohort = None if per_image else cohort_clip_value(sketches, settings.percentile)
-
-    # Overlays already drawn from the same work at the same scale are not drawn again on resume.
-    drawn_path = store.root / "overlays.json"
-    drawn = json.loads(drawn_path.read_text(encoding="utf-8")) if drawn_path.is_file() else {}
-    final_rows: list[dict[str, Any]] = []
-    frame_iter = iter(frames)
-    for row in rows:
-        if row.get("status") == "error":
-            final_rows.append(row)
+            final_rows.append(error_row(it.rel, sha_of[it.rel], "not audited (interrupted run?)"))
             continue
-        it, frame_row, key = next(frame_iter)
-        frame = frame_row.get("frame")
-        name = it.rel if frame is None else f"{it.rel}#{frame}"
-        rel_png = f"overlays/{safe_relative_path(name)}.png"
-        stamp = [key, frame, settings.overlay_scale, cohort, settings.percentile]
-        if drawn.get(rel_png) != stamp or not (out_dir / rel_png).is_file():
-            arrays = store.load_arrays(key, frame or 0, "image", "fov", "attr_map",
-                                       "attr_scale", "clip")
-            _render_overlay(out_dir / rel_png, arrays, float(arrays["clip"]) if per_image
-                            else cohort)
-            drawn[rel_png] = stamp
-        row = {k: v for k, v in frame_row.items() if k != "frame"}
-        row.update(path=name, sha256=sha_of[it.rel], overlay=rel_png)
-        final_rows.append(row)
+        if record["status"] != "ok":
+            final_rows.append(error_row(it.rel, record["sha256"], record["error"]))
+            continue
+        for _ in record["frames"]:
+            _it, frame_row, _key = next(frame_rows)
+            name, rel_png = _frame_name(it, frame_row)
+            row = {k: v for k, v in frame_row.items() if k != "frame"}
+            row.update(path=name, sha256=sha_of[it.rel], overlay=rel_png)
+            final_rows.append(row)
 
-    atomic_write(drawn_path, json.dumps(drawn))
     write_results(out_dir, final_rows, settings.class_names)
     ok = [r for r in final_rows if r["status"] == "ok"]
     summary = AuditSummary(

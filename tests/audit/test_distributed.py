@@ -63,6 +63,12 @@ def test_two_process_audit_equals_one_process(tmp_path):
     assert m2["world_size"] == 2 and [r["rank"] for r in m2["ranks"]] == [0, 1]
     assert sum(r["inputs"] for r in m2["ranks"]) == 8
     assert m2["cohort_clip"] == pytest.approx(m1["cohort_clip"], rel=1e-6)
+    # the ranks drew their own overlays, at the cohort scale of the single-process run
+    drawn_by_rank1 = json.loads((multi / ".medig" / "ranks" / "overlays-rank1.json").read_text())
+    assert drawn_by_rank1
+    for png in (single / "overlays").rglob("*.png"):
+        twin = multi / png.relative_to(single)
+        assert twin.read_bytes() == png.read_bytes(), png.name
 
 
 @requires_torchrun
