@@ -2,7 +2,6 @@
 """Does the attribution point at the lesions? Pointing game and attribution mass in lesion masks."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -58,7 +57,6 @@ from medig.utils import atomic_write, sha256_file
 
 __all__ = ["AuditError", "AuditSummary", "SettingsChangedError", "finalise_audit", "run_audit"]
 
-log = logging.getLogger("medig.audit")
 
 
 class AuditError(RuntimeError):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from monai.data import MetaTensor
 from monai.utils import min_version, optional_import
-from torch import Tensor, nn
+from torch import Tensor
 
 from medig.attr.outputs import explained_output
 from medig.audit.manifest import write_manifest
