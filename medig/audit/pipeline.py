@@ -438,12 +438,12 @@ def _read_rank_reports(store: WorkStore, run: str, world_size: int) -> list[dict
 _Frame = tuple[AuditInput, dict[str, Any], str]  # (input, stored frame row, record key)
 
 
-def _frames_of(store: WorkStore, items: Sequence[AuditInput],
-               key_of: dict[str, str]) -> list[_Frame]:
-    """The explained frames of ``items``, in order, from their stored records."""
+def _frames_of(store: WorkStore, items: Sequence[AuditInput], key_of: dict[str, str],
+               records: dict[str, dict[str, Any] | None] | None = None) -> list[_Frame]:
+    """The explained frames of ``items``, in order, from their stored (or given) records."""
     frames: list[_Frame] = []
     for it in items:
-        record = store.load(key_of[it.rel])
+        record = records[it.rel] if records is not None else store.load(key_of[it.rel])
         if record is not None and record["status"] == "ok":
             frames.extend((it, row, key_of[it.rel]) for row in record["frames"])
     return frames
@@ -514,7 +514,8 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
     reports = _read_rank_reports(store, started, ctx.world_size)
     sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
     key_of = {it.rel: record_key(sha_of[it.rel], settings.key()) for it in items}
-    frames = _frames_of(store, items, key_of)
+    records = {it.rel: store.load(key_of[it.rel]) for it in items}  # each record read once
+    frames = _frames_of(store, items, key_of, records)
     if cohort is None:
         cohort = _cohort_scale(store, frames, settings)
 
@@ -530,7 +531,7 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
     frame_rows = iter(frames)
     final_rows: list[dict[str, Any]] = []
     for it in items:
-        record = store.load(key_of[it.rel])
+        record = records[it.rel]
         if record is None:
             final_rows.append(error_row(it.rel, sha_of[it.rel], "not audited (interrupted run?)"))
             continue
