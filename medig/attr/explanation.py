@@ -37,6 +37,9 @@ class Explanation:
         Names of the baselines averaged over.
     completeness_tol : float or None
         Tolerance the steps were chosen for.
+    per_baseline : list of Tensor
+        ``(N, C, H, W)`` attributions against each baseline, in the order of ``baselines``;
+        ``attributions`` is their mean (the same tensor when there is one baseline).
     """
 
     attributions: Tensor
@@ -50,6 +53,7 @@ class Explanation:
     method: str
     baselines: list[str] = field(default_factory=list)
     completeness_tol: float | None = None
+    per_baseline: list[Tensor] = field(default_factory=list)
 
     @property
     def flagged(self) -> Tensor:

@@ -195,7 +195,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         abs_tol = (tol * (score - baseline_score).abs()).clamp_min(ABSOLUTE_FLOOR)
 
         chunk = self._initial_chunk(inputs, internal_batch_size)
-        attributions = torch.zeros_like(inputs)
+        per_baseline: list[Tensor] = []
         total_steps = torch.zeros(inputs.shape[0], dtype=torch.long)
         with input_gradients_only(self.forward_func):
             for base in base_list:
@@ -217,9 +217,10 @@ class FundusIntegratedGradients(IntegratedGradients):
                         inputs, base, target_t, abs_tol, method, n_steps,
                         max_steps if completeness_tol is not None else n_steps, chunk,
                         additional_forward_args)
-                attributions += attr
+                per_baseline.append(attr)
                 total_steps += steps.cpu()
-        attributions /= len(base_list)
+        attributions = per_baseline[0] if len(per_baseline) == 1 else (
+            torch.stack(per_baseline).mean(dim=0))
 
         delta = completeness_delta(attributions, score, baseline_score)
         return Explanation(
@@ -234,6 +235,7 @@ class FundusIntegratedGradients(IntegratedGradients):
             method=method,
             baselines=names,
             completeness_tol=completeness_tol,
+            per_baseline=per_baseline,
         )
 
     # ------------------------------------------------------------------ helpers

@@ -2,13 +2,9 @@
 """The audit: a folder of fundus photographs in, results, overlays and a PDF report out."""
 from __future__ import annotations
 
-from medig.audit.pipeline import (
-    AuditError,
-    AuditSummary,
-    SettingsChangedError,
-    finalise_audit,
-    run_audit,
-)
+from medig.audit.errors import AuditError, SettingsChangedError
+from medig.audit.finalise import AuditSummary, finalise_audit
+from medig.audit.pipeline import run_audit
 from medig.audit.records import RESULT_FIELDS, explanation_rows, read_results, write_results
 from medig.audit.settings import AuditSettings
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from medig.utils import atomic_write
 
-__all__ = ["WorkStore", "record_key", "safe_relative_path"]
+__all__ = ["WorkStore", "output_name", "record_key", "safe_relative_path"]
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
 
@@ -55,6 +55,11 @@ def safe_relative_path(name: str) -> str:
     if frame:
         safe += f"_frame{re.sub(r'[^0-9]', '', frame) or '0'}"
     return safe
+
+
+def output_name(rel: str, frame: int | None = None) -> str:
+    """The relative name (without extension) of the outputs of input ``rel`` (frame ``frame``)."""
+    return safe_relative_path(rel if frame is None else f"{rel}#{frame}")
 
 
 class WorkStore:

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from medig.report.builder import build_report, format_number, format_percent
+from medig.report.builder import build_report
+from medig.report.layout import format_number, format_percent
 from medig.report.template import SECTIONS, TemplateError, default_template_path, load_template
 
 __all__ = [

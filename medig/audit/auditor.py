@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``Auditor``: runs the batch steps over decoded inputs and stores one record per input file.
+
+A failure is isolated to the file that caused it: when a batch fails, its files are audited one
+by one, and the file that still fails gets an error record that a later run retries (a read error
+is final instead, like the file's bytes).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from medig.attr import FundusIntegratedGradients
+from medig.attr.outputs import explained_output
+from medig.audit.errors import AuditError
+from medig.audit.inputs import AuditInput, DecodedInput
+from medig.audit.records import explanation_rows
+from medig.audit.settings import AuditSettings
+from medig.audit.steps import AuditContext, ImageBatch, batch_steps
+from medig.audit.store import WorkStore
+from medig.io import ImageReadError, decode_jpeg_batch
+
+__all__ = ["Auditor", "resolve_target"]
+
+
+def resolve_target(target: str, class_names: Sequence[str]) -> int | None:
+    """``--target``: None for ``pred``, else the index of a class given by index or name."""
+    if target == "pred":
+        return None
+    if target.lstrip("-").isdigit():
+        index = int(target)
+        if not 0 <= index < len(class_names):
+            raise AuditError(f"--target {target} is out of range for {len(class_names)} classes")
+        return index
+    if target in class_names:
+        return list(class_names).index(target)
+    raise AuditError(f"--target {target!r} is not a class name; classes: {', '.join(class_names)}")
+
+
+class Auditor:
+    """Audits batches of decoded inputs through :func:`~medig.audit.steps.batch_steps`."""
+
+    def __init__(self, model: nn.Module, class_names: list[str], settings: AuditSettings,
+                 device: torch.device, store: WorkStore, out_dir, keys: dict[int, str]) -> None:
+        try:  # channels_last weights match the channels_last path points of the adaptive schedule
+            model = model.to(device, memory_format=torch.channels_last).eval()
+        except (RuntimeError, TypeError):  # e.g. scripted or exported programs
+            model = model.to(device).eval()
+        forward = explained_output(model, settings.output)
+        self.ctx = AuditContext(
+            model=model, forward=forward,
+            ig=FundusIntegratedGradients(forward, baselines=list(settings.baselines)),
+            class_names=class_names, settings=settings, device=device, store=store,
+            out_dir=out_dir, target=resolve_target(settings.target, class_names))
+        self.steps = batch_steps(self.ctx)
+        self.keys = keys
+
+    def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
+                    shas: dict[int, str]) -> list[dict[str, Any]]:
+        """Audit the decoded inputs of one batch; returns the records stored."""
+        self._decode_jpegs(batch, items)
+        good = [d for d in batch if d.error is None]
+        try:
+            frame_rows = self._run(good, items) if good else {}
+        except Exception as error:  # noqa: BLE001 - isolate the file that broke the batch
+            if len(good) <= 1:
+                frame_rows = {good[0].index: error}
+            else:
+                frame_rows = {}
+                for d in good:
+                    try:
+                        frame_rows.update(self._run([d], items))
+                    except Exception as single:  # noqa: BLE001
+                        frame_rows[d.index] = single
+        records = []
+        for d in batch:
+            result = frame_rows.get(d.index)
+            if d.error is not None:  # the file itself is bad: final, like its bytes
+                record = {"sha256": shas[d.index], "status": "error", "error": d.error,
+                          "frames": []}
+            elif isinstance(result, Exception):  # explaining failed: retried by the next run
+                record = {"sha256": shas[d.index], "status": "error", "error": _reason(result),
+                          "frames": [], "retry": True}
+            else:
+                record = {"sha256": shas[d.index], "status": "ok", "error": None,
+                          "frames": result}
+            self.ctx.store.save(self.keys[d.index], record)
+            records.append(record)
+        return records
+
+    def _decode_jpegs(self, batch: list[DecodedInput], items: Sequence[AuditInput]) -> None:
+        """Decode the batch's undecoded JPEGs on the audit's device (nvJPEG on CUDA) in one call."""
+        pending = [d for d in batch if d.jpeg is not None]
+        if not pending:
+            return
+        device = self.ctx.device
+        names = [items[d.index].rel for d in pending]
+        try:
+            images: list[Tensor] | None = decode_jpeg_batch([d.jpeg for d in pending], device,
+                                                            names=names)
+        except ImageReadError:
+            images = None  # one bad file fails the batched call: decode one by one
+        for k, d in enumerate(pending):
+            try:
+                image = images[k] if images is not None else decode_jpeg_batch(
+                    [d.jpeg], device, names=[names[k]])[0]
+            except ImageReadError as error:
+                d.error = error.reason
+                continue
+            finally:
+                d.jpeg = None
+            height, width = image.shape[-2:]
+            mask = d.masks[0]
+            d.frames = [image]
+            d.metadata = [{"format": "jpeg", "width": int(width), "height": int(height),
+                           "frames": 1, "decoded_on": device.type}]
+            d.masks = [mask if mask is not None and tuple(mask.shape[-2:]) == (height, width)
+                       else None]
+
+    def _run(self, decoded: list[DecodedInput],
+             items: Sequence[AuditInput]) -> dict[int, list[dict[str, Any]]]:
+        """Run the steps on the frames of ``decoded``; the frame rows of each input, by index."""
+        owner = [(d.index, k if len(d.frames) > 1 else None)
+                 for d in decoded for k in range(len(d.frames))]
+        batch = ImageBatch(
+            inputs=[items[i] for i, _ in owner], frames=[f for _, f in owner],
+            keys=[self.keys[i] for i, _ in owner],
+            pixels=[f.to(self.ctx.device, non_blocking=True) for d in decoded for f in d.frames],
+            metadata=[m for d in decoded for m in d.metadata],
+            masks=[m for d in decoded for m in d.masks])
+        index_of = {id(items[i]): i for i, _ in owner}
+        for step in self.steps:
+            if len(batch):
+                step(batch)
+        result: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        if len(batch):
+            rows = explanation_rows(batch.explanation, batch.probs, self.ctx.class_names,
+                                    [""] * len(batch), extra=batch.fields)
+            for item, frame, row in zip(batch.inputs, batch.frames, rows):
+                result.setdefault(index_of[id(item)], []).append((frame or 0, {**row,
+                                                                               "frame": frame}))
+        for item, frame, _key, row in batch.finished:
+            result.setdefault(index_of[id(item)], []).append((frame or 0, {**row,
+                                                                           "frame": frame}))
+        return {i: [row for _, row in sorted(rows, key=lambda r: r[0])]
+                for i, rows in result.items()}
+
+
+def _reason(error: BaseException | None) -> str:
+    text = " ".join(str(error).split()) if error is not None else "unknown error"
+    return f"could not be audited: {type(error).__name__}: {text}"[:300]

@@ -1,0 +1,255 @@
+# SPDX-License-Identifier: Apache-2.0
+"""From stored work to the audit's outputs: overlays at one colour scale, ``results.*``,
+``manifest.json``, ``report.pdf``, and the audit steps that run once per audit.
+
+Under ``torchrun`` every rank stores its work and a rank report; rank 0 pools the cohort colour
+scale, each rank draws its own overlays (:func:`draw_own_overlays`), and rank 0 merges the rest
+(:func:`finalise_audit`).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from medig.audit.distributed import DistContext
+from medig.audit.errors import AuditError
+from medig.audit.inputs import AuditInput
+from medig.audit.manifest import write_manifest
+from medig.audit.records import error_row, write_results
+from medig.audit.settings import AuditSettings
+from medig.audit.store import WorkStore, output_name, record_key
+from medig.render import cohort_clip_value, overlay, save_png, side_by_side
+from medig.report import build_report
+from medig.utils import atomic_write
+
+__all__ = [
+    "AuditStep",
+    "AuditSummary",
+    "FinishedAudit",
+    "draw_own_overlays",
+    "finalise_audit",
+    "read_rank_reports",
+    "write_rank_report",
+]
+
+
+@dataclass
+class AuditSummary:
+    """Counts and paths of a finished audit."""
+
+    out_dir: Path
+    total: int = 0
+    ok: int = 0
+    errors: int = 0
+    flagged: int = 0
+    computed: int = 0  # inputs computed in this run (the rest were resumed from the store)
+    seconds: float = 0.0
+    mean_steps: float | None = None
+    report: Path | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FinishedAudit:
+    """What an :class:`AuditStep` sees: the merged rows and where everything is stored."""
+
+    out_dir: Path
+    settings: AuditSettings
+    items: Sequence[AuditInput]
+    rows: list[dict[str, Any]]  # final result rows, in output order
+    store: WorkStore
+    key_of: dict[str, str]  # record key of each input, by relative path
+    model: nn.Module | None  # the classifier on ``device`` (None when only reports are rebuilt)
+    device: torch.device
+    manifest: dict[str, Any] = field(default_factory=dict)  # entries added to manifest.json
+
+
+class AuditStep(Protocol):
+    """A step that runs once per audit, on rank 0, after every input's work is stored."""
+
+    def __call__(self, audit: FinishedAudit) -> None: ...
+
+
+def write_rank_report(store: WorkStore, ctx: DistContext, run: str, sha_of: dict[str, str],
+                      computed: int, seconds: float) -> None:
+    """Record what this rank audited (file hashes, counts, time) for rank 0 to merge."""
+    report = {"run": run, "rank": ctx.rank, "computed": computed, "inputs": len(sha_of),
+              "seconds": round(seconds, 3), "sha256": sha_of}
+    atomic_write(store.root / "ranks" / f"rank{ctx.rank}.json", json.dumps(report))
+
+
+def read_rank_reports(store: WorkStore, run: str, world_size: int) -> list[dict[str, Any]]:
+    """Every rank's report for run ``run``; names the first rank that did not report."""
+    reports = []
+    for r in range(world_size):
+        path = store.root / "ranks" / f"rank{r}.json"
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if data is None or data.get("run") != run:
+            raise AuditError(f"rank {r} did not report for this run ({path})")
+        reports.append(data)
+    return reports
+
+
+_Frame = tuple[AuditInput, dict[str, Any], str]  # (input, stored frame row, record key)
+
+
+def frames_of(store: WorkStore, items: Sequence[AuditInput], key_of: dict[str, str],
+              records: dict[str, dict[str, Any] | None] | None = None) -> list[_Frame]:
+    """The explained frames of ``items``, in order, from their stored (or given) records."""
+    frames: list[_Frame] = []
+    for it in items:
+        record = records[it.rel] if records is not None else store.load(key_of[it.rel])
+        if record is not None and record["status"] == "ok":
+            frames.extend((it, row, key_of[it.rel]) for row in record["frames"]
+                          if row.get("status", "ok") == "ok")
+    return frames
+
+
+def cohort_scale(store: WorkStore, frames: Sequence[_Frame],
+                 settings: AuditSettings) -> float | None:
+    """One colour scale for the whole audit, pooled from every image's quantile sketch."""
+    if settings.overlay_scale == "image":
+        return None
+    sketches = [store.load_arrays(k, fr.get("frame") or 0, "sketch")["sketch"]
+                for _, fr, k in frames]
+    return cohort_clip_value(sketches, settings.percentile)
+
+
+def _frame_name(it: AuditInput, frame_row: dict[str, Any]) -> tuple[str, str]:
+    frame = frame_row.get("frame")
+    name = it.rel if frame is None else f"{it.rel}#{frame}"
+    return name, f"overlays/{output_name(it.rel, frame)}.png"
+
+
+def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
+                   settings: AuditSettings, cohort: float | None,
+                   drawn: dict[str, Any]) -> dict[str, Any]:
+    """Render the overlays not yet drawn from the same work at the same scale; returns the stamps.
+
+    The stamps (record key, frame, scale) let a resumed audit, or rank 0 after the ranks drew
+    their own shares, skip overlays that are already up to date.
+    """
+    stamps = {}
+    for it, frame_row, key in frames:
+        frame = frame_row.get("frame")
+        _name, rel_png = _frame_name(it, frame_row)
+        stamp = [key, frame, settings.overlay_scale, cohort, settings.percentile]
+        if drawn.get(rel_png) != stamp or not (out_dir / rel_png).is_file():
+            arrays = store.load_arrays(key, frame or 0, "image", "fov", "attr_map",
+                                       "attr_scale", "clip")
+            _render_overlay(out_dir / rel_png, arrays,
+                            float(arrays["clip"]) if cohort is None else cohort)
+        stamps[rel_png] = stamp
+    return stamps
+
+
+def _render_overlay(path: Path, arrays: dict[str, np.ndarray], clip: float) -> None:
+    image = arrays["image"].astype(np.float32) / 255.0
+    amap = arrays["attr_map"].astype(np.float32) * float(arrays["attr_scale"])
+    picture = overlay(image, amap, arrays["fov"], clip)
+    save_png(path, side_by_side(arrays["image"], picture))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
+                      key_of: dict[str, str], cohort: float | None, ctx: DistContext) -> None:
+    """Under torchrun: each rank draws the overlays of its own inputs once the scale is known,
+    so rank 0 does not render the whole cohort alone after the barrier."""
+    store = WorkStore(out_dir)
+    drawn = _read_json(store.root / "overlays.json")
+    stamps = _draw_overlays(out_dir, store, frames_of(store, items, key_of), settings, cohort,
+                            drawn)
+    atomic_write(store.root / "ranks" / f"overlays-rank{ctx.rank}.json", json.dumps(stamps))
+
+
+def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] | None],
+                sha_of: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for it in items:
+        record = records[it.rel]
+        if record is None:
+            rows.append(error_row(it.rel, sha_of[it.rel], "not audited (interrupted run?)"))
+            continue
+        if record["status"] != "ok":
+            rows.append(error_row(it.rel, record["sha256"], record["error"]))
+            continue
+        for frame_row in record["frames"]:
+            name, rel_png = _frame_name(it, frame_row)
+            row = {k: v for k, v in frame_row.items() if k != "frame"}
+            row.update(path=name, sha256=sha_of[it.rel],
+                       overlay=rel_png if row.get("status", "ok") == "ok" else None)
+            rows.append(row)
+    return rows
+
+
+def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
+                   started: str, device: str, ctx: DistContext | None = None,
+                   cohort: float | None = None, model: nn.Module | None = None,
+                   steps: tuple[Sequence[AuditStep], Sequence[AuditStep]] = ((), ()),
+                   ) -> AuditSummary:
+    """Merge the stored work into overlays, ``results.*``, ``manifest.json`` and ``report.pdf``.
+
+    Parameters
+    ----------
+    cohort : float, optional
+        The colour scale when the caller already pooled it (the distributed path).
+    model : nn.Module, optional
+        The audited classifier, for audit steps that need it.
+    steps : (sequence, sequence) of AuditStep
+        Audit steps run before the results and report are written, and after.
+    """
+    ctx = ctx or DistContext()
+    store = WorkStore(out_dir)
+    reports = read_rank_reports(store, started, ctx.world_size)
+    sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
+    key_of = {it.rel: record_key(sha_of[it.rel], settings.key()) for it in items}
+    records = {it.rel: store.load(key_of[it.rel]) for it in items}  # each record read once
+    frames = frames_of(store, items, key_of, records)
+    if cohort is None:
+        cohort = cohort_scale(store, frames, settings)
+
+    # Overlays already drawn (by a previous run, or by the ranks) are not drawn again.
+    drawn_path = store.root / "overlays.json"
+    drawn = _read_json(drawn_path)
+    if ctx.distributed:
+        for r in range(ctx.world_size):
+            drawn.update(_read_json(store.root / "ranks" / f"overlays-rank{r}.json"))
+    drawn.update(_draw_overlays(out_dir, store, frames, settings, cohort, drawn))
+    atomic_write(drawn_path, json.dumps(drawn))
+
+    rows = _final_rows(items, records, sha_of)
+    audit = FinishedAudit(out_dir, settings, items, rows, store, key_of, model,
+                          torch.device(device))
+    before, after = steps
+    for step in before:
+        step(audit)
+    write_results(out_dir, rows, settings.class_names)
+    ok = [r for r in rows if r["status"] == "ok"]
+    summary = AuditSummary(
+        out_dir, total=len(rows), ok=len(ok),
+        errors=sum(r["status"] == "error" for r in rows),
+        flagged=sum(bool(r["flagged"]) for r in ok),
+        mean_steps=float(np.mean([r["n_steps"] for r in ok])) if ok else None, rows=rows)
+    write_manifest(
+        out_dir, settings, started=started, status="complete", device=device,
+        world_size=ctx.world_size, cohort_clip=cohort,
+        counts={"total": summary.total, "ok": summary.ok, "error": summary.errors,
+                "flagged": summary.flagged},
+        ranks=[{k: rep[k] for k in ("rank", "inputs", "computed", "seconds")}
+               for rep in reports],
+        **audit.manifest)
+    summary.report = build_report(out_dir, template=settings.template,
+                                  include_phi=settings.include_phi)
+    for step in after:
+        step(audit)
+    return summary

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Batch step: Integrated Gradients with per-image steps until completeness holds."""
+from __future__ import annotations
+
+from medig.audit.steps.batch import AuditContext, ImageBatch
+from medig.render import attribution_map
+
+__all__ = ["Explain"]
+
+
+class Explain:
+    """``explanation`` (:meth:`FundusIntegratedGradients.explain`) and the channel-summed ``maps``."""
+
+    def __init__(self, ctx: AuditContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, batch: ImageBatch) -> None:
+        s = self.ctx.settings
+        batch.explanation = self.ctx.ig.explain(
+            batch.images, target=batch.target, completeness_tol=s.completeness_tol,
+            max_steps=s.max_steps, method=s.method)
+        batch.maps = attribution_map(batch.explanation.attributions.detach())

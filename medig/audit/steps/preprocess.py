@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Batch step: crop each decoded photograph on its field of view and resize it for the model."""
+from __future__ import annotations
+
+from typing import Any
+
+from medig.audit.steps.batch import AuditContext, ImageBatch
+from medig.preprocess import FundusPreprocess
+
+__all__ = ["Laterality", "Preprocess"]
+
+
+class Preprocess:
+    """``images``, ``fov`` and ``boxes`` from ``pixels`` (batched, on the audit's device)."""
+
+    def __init__(self, ctx: AuditContext) -> None:
+        self.preprocess = FundusPreprocess(size=ctx.settings.size, graham=ctx.settings.graham)
+
+    def __call__(self, batch: ImageBatch) -> None:
+        batch.images, batch.fov, batch.boxes = self.preprocess.forward_with_boxes(batch.pixels)
+
+
+class Laterality:
+    """The ``laterality`` field from the DICOM attributes (R, L), when the file has them."""
+
+    def __call__(self, batch: ImageBatch) -> None:
+        for fields, metadata in zip(batch.fields, batch.metadata):
+            fields["laterality"] = laterality_of(metadata)
+
+
+def laterality_of(metadata: dict[str, Any]) -> str | None:
+    """``ImageLaterality`` or else ``Laterality`` of a decoded image's metadata."""
+    for name in ("ImageLaterality", "Laterality"):
+        value = metadata.get(name)
+        if value:
+            return str(value)
+    return None
