@@ -41,6 +41,8 @@ RESULT_FIELDS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
+    # issue 17: study (keyed hash, never the UID) and where laterality and study came from
+    "study", "study_source", "laterality_source",
 )
 
 

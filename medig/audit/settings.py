@@ -49,6 +49,11 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
+    # issue 17: per-study pages, DICOM output and sending it to a PACS (AET@HOST:PORT)
+    per_study: bool = False
+    dicom_out: bool = False
+    send: str | None = None
+    calling_aet: str = "MEDIG"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity  # issue 17
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -28,6 +29,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
     return [
         Preprocess(ctx),
         Laterality(),
+        StudyIdentity(ctx),  # issue 17: study id (keyed hash) and file-name laterality hints
         Predict(ctx),
         Explain(ctx),
         Localisation(ctx),
@@ -37,4 +39,11 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    return [], []
+    before: list[AuditStep] = []
+    after: list[AuditStep] = []
+    # issue 17: per-study pages, DICOM objects for the PACS, and sending them
+    from medig.pacs.steps import pacs_steps
+
+    before.append(IdentifyRemainingRows())
+    after += pacs_steps(settings)
+    return before, after

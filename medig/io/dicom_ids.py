@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The identity of a DICOM image (study, series, instance, eye), read from its header only.
+
+For medig's internal use: grouping images into studies (under a keyed hash, see
+:mod:`medig.audit.study`) and referencing the source instance from derived DICOM objects. These
+UIDs identify a patient's examination, so they never reach results, logs or errors unless the user
+opted in with ``--include-phi`` (and then only inside DICOM output).
+
+The header is read with ``stop_before_pixels`` inside the same guard as :mod:`medig.io.dicom`:
+warnings and pydicom logging are silenced (pydicom quotes element values in its messages) and any
+pydicom exception means "no identity", never an error message that could carry a value.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import pydicom
+
+from medig.io._quiet import quiet
+from medig.io.sniff import sniff_file
+
+__all__ = ["DicomIds", "read_dicom_ids"]
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_LATERALITY = ("R", "L", "B", "U")
+
+
+@dataclass(frozen=True)
+class DicomIds:
+    """Identifying UIDs and the eye of one DICOM file (internal: never written without opt-in)."""
+
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    sop_class_uid: str | None
+    laterality: str | None  # ImageLaterality, else Laterality: "R", "L", "B" or "U"
+    frames: int = 1
+
+    def __repr__(self) -> str:  # a stray log line or traceback must not print the UIDs
+        return f"DicomIds(laterality={self.laterality!r}, frames={self.frames})"
+
+    __str__ = __repr__
+
+
+def _uid(ds: pydicom.Dataset, name: str) -> str | None:
+    try:
+        text = str(ds.get(name, "") or "").strip().rstrip("\x00")
+    except Exception:  # noqa: BLE001 - a malformed value counts as absent
+        return None
+    return text if text and len(text) <= 64 and _UID_RE.match(text) else None
+
+
+def _laterality(ds: pydicom.Dataset) -> str | None:
+    for name in ("ImageLaterality", "Laterality"):
+        try:
+            value = str(ds.get(name, "") or "").strip().upper()
+        except Exception:  # noqa: BLE001, S112
+            continue
+        if value in _LATERALITY:
+            return value
+    return None
+
+
+def read_dicom_ids(path: str | os.PathLike) -> DicomIds | None:
+    """The UIDs and laterality in a DICOM file's header, or None if it is not a readable DICOM.
+
+    Only the header is read (``stop_before_pixels``), so this is cheap even for large files.
+    Invalid UIDs (not dotted digits, longer than 64 characters) are returned as None.
+    """
+    try:
+        if sniff_file(path) != "dicom":
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        force = head[128:132] != b"DICM"
+        with quiet():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size="64 KB")
+            try:
+                frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+            except Exception:  # noqa: BLE001
+                frames = 1
+            return DicomIds(
+                study_uid=_uid(ds, "StudyInstanceUID"),
+                series_uid=_uid(ds, "SeriesInstanceUID"),
+                sop_uid=_uid(ds, "SOPInstanceUID"),
+                sop_class_uid=_uid(ds, "SOPClassUID"),
+                laterality=_laterality(ds),
+                frames=frames,
+            )
+    except Exception:  # noqa: BLE001 - unreadable header: no identity, and no message with values
+        return None

@@ -1,0 +1,344 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-study pages: ``<out>/studies/<study>.pdf``, the audit as a clinician reads one patient.
+
+One PDF per study (the ``study`` result field, see :mod:`medig.audit.study`), landscape, with the
+right eye (OD) on the left of the page and the left eye (OS) on the right, as the clinician faces
+the patient; images whose eye is not recorded follow under their own heading. Each image shows
+the photograph as given to the model beside its overlay, the prediction in plain words, and the
+per-image figure groups of the cohort report (:data:`medig.report.images.FIGURES`, so figures
+other steps add appear here too), then the colour legend and the disclaimer.
+
+The pages carry no patient identifier whatever ``--include-phi`` says: the study is named by its
+keyed code and images by their file names, so the same PDF can be shared for quality assurance
+and is the exact document wrapped into the DICOM Encapsulated PDF (whose header carries the
+patient's identity for the PACS). The PDFs are deterministic (reportlab's invariant mode): the same
+results give byte-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from reportlab.lib.pagesizes import A4, landscape, letter
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.platypus import (
+    Flowable,
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from medig.render import legend_strip, png_bytes
+from medig.report.data import AuditData, load_audit
+from medig.report.fonts import get_fonts
+from medig.report.images import FIGURES, laterality_figures, overlay_path, prediction_figures
+from medig.report.layout import (
+    FLAG_BG,
+    RULE,
+    ReportContext,
+    fill,
+    format_percent,
+    format_time,
+    numbered_canvas,
+    table,
+)
+from medig.report.template import Template, load_template, merge_template
+from medig.utils import atomic_path
+
+__all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "build_study_pages", "group_studies", "study_page_id"]
+
+#: Folder of the per-study PDFs inside the audit folder.
+STUDIES_FOLDER = "studies"
+
+#: Per-image trust and quality fields that other steps may add to the rows. Each is shown by its
+#: figure group when :data:`FIGURES` has one, and otherwise by name, so no figure is ever hidden.
+TRUST_FIELDS = ("quality", "quality_reasons", "faithfulness", "baseline_agreement", "trust_flags")
+
+_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+_RIGHT, _LEFT, _UNKNOWN = "R", "L", "?"
+
+
+def study_page_id(row: dict[str, Any]) -> str:
+    """The page id of a row: its ``study`` field when well-formed, else a hash of its path.
+
+    Rows are data: a ``study`` value that is not 16 hex digits is never used as a file name.
+    """
+    study = row.get("study")
+    if isinstance(study, str) and _ID_RE.match(study):
+        return study
+    return hashlib.sha256(str(row.get("path")).encode("utf-8")).hexdigest()[:16]
+
+
+def group_studies(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by page id, in first-seen order (rows keep their order within a study)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(study_page_id(row), []).append(row)
+    return groups
+
+
+def _eye(row: dict[str, Any]) -> str:
+    lat = str(row.get("laterality") or "").upper()
+    return lat if lat in (_RIGHT, _LEFT) else _UNKNOWN
+
+
+def _plain(value: Any) -> str:
+    """A row value of any JSON type in plain words."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if math.isfinite(value) else "n/a"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+#: Figure groups the page says in words instead (the prediction sentence, the eye column).
+_IN_WORDS = (prediction_figures, laterality_figures)
+
+
+def _figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """The :data:`FIGURES` groups (less those in words), then trust fields no group shows."""
+    figures = [pair for group in FIGURES if group not in _IN_WORDS for pair in group(ctx, row)]
+    every = [pair for group in FIGURES for pair in group(ctx, row)]
+    for name in TRUST_FIELDS:
+        if row.get(name) in (None, "", [], {}):
+            continue
+        without = {k: v for k, v in row.items() if k != name}
+        if [pair for group in FIGURES for pair in group(ctx, without)] == every:
+            figures.append((name.replace("_", " ").capitalize(), _plain(row[name])))
+    return figures
+
+
+class _StudyPage:
+    """The flowables of one study's PDF."""
+
+    def __init__(self, ctx: ReportContext, study: str, rows: list[dict[str, Any]]) -> None:
+        self.ctx, self.study, self.rows = ctx, study, rows
+        self.st = ctx.t["study"]
+        self.col = (ctx.fw - 6 * mm) / 2
+
+    def text(self, key: str, **values: Any) -> str:
+        return fill(self.st[key], values)
+
+    def header(self) -> list[Flowable]:
+        ctx, rows = self.ctx, self.rows
+        source = rows[0].get("study_source")
+        if source == "image" or (source is None and len(rows) == 1):
+            title = self.text("title_image", path=str(rows[0].get("path")))
+        else:
+            title = self.text("title", study=self.study)
+        m = ctx.data.manifest
+        model = (m.get("model") or {}).get("spec") or "n/a"
+        sub = self.text("subtitle", n_images=len(rows), model=model,
+                        date=format_time(m.get("finished") or m.get("started")))
+        grouping = {"dicom": "grouping_dicom", "file name": "grouping_name"}.get(
+            str(source), "grouping_image")
+        title_style = ParagraphStyle("study_title", parent=ctx.s.title, fontSize=15, leading=18,
+                                     spaceAfter=1)
+        return [ctx.P(title, title_style),
+                ctx.P(f"{sub}. {self.text(grouping)}", ctx.s.small), Spacer(1, 2)]
+
+    def image_cell(self, row: dict[str, Any]) -> list[Flowable]:
+        ctx, w = self.ctx, self.col
+        flagged = row.get("flagged") is True
+        name = ctx.P(str(row.get("path")), ctx.s.h2)
+        if row.get("laterality_source") == "file name":
+            name = ctx.P(f"{row.get('path')}  ({self.text('eye_from_name')})", ctx.s.h2)
+        parts: list[Flowable] = [name]
+        if row.get("status") != "ok":
+            parts.append(ctx.P(self.text("unreadable", reason=row.get("error") or "unknown"),
+                               ctx.s.body))
+            return parts
+        path = overlay_path(ctx, row)
+        if path is not None:
+            try:
+                with PILImage.open(path) as im:
+                    iw, ih = im.size
+                scale = min(w / iw, 0.29 * ctx.fh / ih)
+                img = Image(str(path), width=iw * scale, height=ih * scale)
+                img.hAlign = "LEFT"
+                caption = Table(
+                    [[ctx.P(self.text("photo_caption"), ctx.s.small),
+                      ctx.P(self.text("overlay_caption"), ctx.s.small)]],
+                    colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
+                caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                             ("TOPPADDING", (0, 0), (-1, -1), 1)]))
+                parts += [img, caption]
+            except (OSError, ValueError):
+                parts.append(ctx.P(self.text("no_overlay"), ctx.s.small))
+        else:
+            parts.append(ctx.P(self.text("no_overlay"), ctx.s.small))
+        predicted = row.get("predicted")
+        prob = (row.get("probabilities") or {}).get(predicted)
+        parts.append(Spacer(1, 3))
+        parts.append(ctx.P(self.text("prediction", predicted=predicted,
+                                     probability=format_percent(prob, 1)), ctx.s.key, bold=True))
+        parts.append(ctx.P(self.text("evidence", target=row.get("target")), ctx.s.small))
+        if flagged:
+            parts.append(ctx.P(self.text("flagged"), ctx.s.cell_bold))
+        figures = _figures(ctx, row)
+        half = (len(figures) + 1) // 2  # two label/value pairs per line keep the page to one
+        rows = []
+        for i in range(half):
+            line = [ctx.P(figures[i][0], ctx.s.cell_bold), ctx.P(figures[i][1], ctx.s.cell)]
+            if half + i < len(figures):
+                k, v = figures[half + i]
+                line += [ctx.P(k, ctx.s.cell_bold), ctx.P(v, ctx.s.cell)]
+            else:
+                line += ["", ""]
+            rows.append(line)
+        if rows:
+            extra = [("BACKGROUND", (0, 0), (-1, -1), FLAG_BG)] if flagged else []
+            parts += [Spacer(1, 2), table(rows, [0.23 * w, 0.27 * w, 0.23 * w, 0.27 * w],
+                                          header=False, extra=extra)]
+        return parts
+
+    def eye_table(self, right: list[dict[str, Any]], left: list[dict[str, Any]],
+                  heads: tuple[str, str] | None) -> Table:
+        ctx = self.ctx
+        data: list[list[Any]] = []
+        if heads is not None:
+            head = ParagraphStyle("eye", parent=ctx.s.h1, spaceBefore=2, spaceAfter=2)
+            data.append([ctx.P(h, head) for h in heads])
+        n = max(len(right), len(left), 1 if heads is not None else 0)
+        for k in range(n):
+            cells = []
+            for eye in (right, left):
+                if k < len(eye):
+                    cells.append(self.image_cell(eye[k]))
+                elif k == 0 and heads is not None:
+                    cells.append([ctx.P(self.text("no_image"), ctx.s.body)])
+                else:
+                    cells.append("")
+            data.append(cells)
+        t = Table(data, colWidths=[self.col + 3 * mm] * 2, hAlign="LEFT",
+                  repeatRows=1 if heads is not None else 0)
+        t.setStyle(TableStyle([
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 3 * mm),
+            ("LINEAFTER", (0, 0), (0, -1), 0.5, RULE),
+            ("LEFTPADDING", (1, 0), (1, -1), 3 * mm),
+        ]))
+        return t
+
+    def footer(self) -> list[Flowable]:
+        """The colour legend beside the disclaimer, at the foot of the study."""
+        ctx, tx = self.ctx, self.ctx.t["text"]
+        w = 0.42 * ctx.fw
+        bar = Image(io.BytesIO(png_bytes(legend_strip(width=300, height=12))), width=0.6 * w,
+                    height=0.6 * w * 12 / 300)
+        bar.hAlign = "LEFT"
+        cohort = isinstance(ctx.data.manifest.get("cohort_clip"), (int, float))
+        words = " ".join([tx["legend_positive"], tx["legend_negative"], tx["legend_neutral"],
+                          tx["scale_cohort" if cohort else "scale_per_image"]])
+        legend = [bar, Spacer(1, 2), ctx.P(words, ctx.s.small)]
+        disclaimer = " ".join(ctx.t["report"]["disclaimer"].split())
+        cells = [[legend, ctx.P(disclaimer, ctx.s.small) if disclaimer else ""]]
+        box = Table(cells, colWidths=[w, ctx.fw - w], hAlign="LEFT")
+        style = [("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0),
+                 ("RIGHTPADDING", (0, 0), (0, 0), 4 * mm)]
+        if disclaimer:
+            style += [("BOX", (1, 0), (1, 0), 0.5, RULE), ("LEFTPADDING", (1, 0), (1, 0), 5)]
+        box.setStyle(TableStyle(style))
+        return [Spacer(1, 6), KeepTogether([box])]
+
+    def story(self) -> list[Flowable]:
+        ctx = self.ctx
+        right = [r for r in self.rows if _eye(r) == _RIGHT]
+        left = [r for r in self.rows if _eye(r) == _LEFT]
+        unknown = [r for r in self.rows if _eye(r) == _UNKNOWN]
+        story = self.header()
+        if right or left:
+            story.append(self.eye_table(right, left, (self.text("right_eye"),
+                                                      self.text("left_eye"))))
+        if unknown:
+            if right or left:
+                story.append(ctx.P(self.text("unknown_eye"), ctx.s.h1))
+            else:
+                story.append(ctx.P(self.text("unknown_eye_only"), ctx.s.small))
+            story.append(self.eye_table(unknown[0::2], unknown[1::2], None))
+        return story + self.footer()
+
+
+def _resolve_template(template: str | os.PathLike | dict[str, Any] | None) -> Template:
+    if template is None or isinstance(template, (str, os.PathLike)):
+        return load_template(template)
+    return merge_template(load_template(None), template, source="template")
+
+
+def _write_pdf(path: Path, ctx: ReportContext, page: _StudyPage, pagesize: Any,
+               margin: float) -> None:
+    rep = ctx.t["report"]
+    canvas_cls = numbered_canvas(rep["title"], rep["institution"], rep["footer_disclaimer"],
+                                 ctx.fonts, margin)
+    with atomic_path(path) as tmp:
+        doc = SimpleDocTemplate(
+            str(tmp), pagesize=pagesize, leftMargin=margin, rightMargin=margin,
+            topMargin=margin, bottomMargin=margin, title=page.text("pdf_title", study=page.study),
+            author=rep["institution"] or "medig", subject="Integrated Gradients audit",
+            creator="medig", invariant=True)
+        doc.build(page.story(), canvasmaker=canvas_cls)
+
+
+def build_study_pages(
+    out_dir: str | os.PathLike,
+    template: str | os.PathLike | dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``out_dir/studies/<study>.pdf`` for every study of an audit; returns them by id.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        Audit output directory (``results.jsonl``, ``manifest.json``, overlays).
+    template : str, os.PathLike, dict or None
+        Report template, as for :func:`medig.report.build_report`; its ``[study]`` table holds
+        the pages' wording.
+
+    Returns
+    -------
+    dict
+        Page path by study id. PDFs of studies no longer in the results are removed.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``results.jsonl`` is missing.
+    medig.report.TemplateError
+        The template is invalid.
+    """
+    out = Path(out_dir)
+    tpl = _resolve_template(template)
+    data = load_audit(out)
+    fonts = get_fonts()
+    pagesize = landscape(A4 if str(tpl["report"]["page_size"]).upper() == "A4" else letter)
+    margin = 14 * mm
+    fw, fh = pagesize[0] - 2 * margin, pagesize[1] - 2 * margin
+    folder = out / STUDIES_FOLDER
+    written: dict[str, Path] = {}
+    for study, rows in group_studies(data.rows).items():
+        study_data = AuditData(rows=rows, manifest=data.manifest)
+        ctx = ReportContext(out, study_data, tpl, False, fonts, fw, fh)
+        path = folder / f"{study}.pdf"
+        _write_pdf(path, ctx, _StudyPage(ctx, study, rows), pagesize, margin)
+        written[study] = path
+    if folder.is_dir():  # pages of studies that are gone (e.g. after --force) are stale
+        for stale in folder.glob("*.pdf"):
+            if stale.stem not in written:
+                stale.unlink(missing_ok=True)
+    return written
