@@ -7,12 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_SOME_FILES_FAILED", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_NOT_SENT", "EXIT_OK", "EXIT_SOME_FILES_FAILED", "EXIT_USAGE", "main"]
 
 EXIT_OK = 0  #: every input was audited
 EXIT_FAILED = 1  #: the audit could not run (model, output folder, no inputs)
 EXIT_USAGE = 2  #: bad command line or settings that conflict with the output folder
 EXIT_SOME_FILES_FAILED = 3  #: the audit finished but some inputs could not be read or explained
+EXIT_NOT_SENT = 4  #: the audit finished but some DICOM objects were not acknowledged by the PACS
 
 _EPILOG = f"""\
 examples:
@@ -22,12 +23,14 @@ examples:
         --classes "no DR" "referable DR" --size 512 --device cuda --batch-size 16
   torchrun --nproc-per-node 4 -m medig audit /data/screening --out audit-out
   medig report audit-out --template my_hospital.toml
+  medig audit /data/dicom --out out --per-study --dicom-out --include-phi --send PACS@pacs:104
 
 exit codes:
   {EXIT_OK}  every input audited
   {EXIT_FAILED}  the audit could not run (model not loadable, no inputs, ...)
   {EXIT_USAGE}  usage error, or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
+  {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
 """
 
 
@@ -83,6 +86,18 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-audit into an --out folder made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    # issue 17: per-study pages, DICOM output, sending to a PACS
+    p.add_argument("--per-study", action="store_true",
+                   help="also write studies/<id>.pdf: one page per study, both eyes side by side")
+    p.add_argument("--dicom-out", action="store_true",
+                   help="also write DICOM objects under DIR/dicom/: a Secondary Capture of each "
+                        "DICOM image's overlay and an Encapsulated PDF of each study's page, in "
+                        "the source's study (needs --include-phi; implies --per-study)")
+    p.add_argument("--send", metavar="AET@HOST:PORT",
+                   help="C-STORE the DICOM objects to this PACS, logging dicom/sent.jsonl; a "
+                        "re-run sends only what was not acknowledged (implies --dicom-out)")
+    p.add_argument("--calling-aet", default="MEDIG",
+                   help="medig's AE title when sending (default MEDIG)")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +106,8 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", help="report template (TOML)")
     p.add_argument("--include-phi", action="store_true",
                    help="allow patient identifiers in the report")
+    p.add_argument("--per-study", action="store_true",  # issue 17
+                   help="also rebuild studies/<id>.pdf, one page per study")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +132,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     from medig.baselines import available_baselines
     from medig.io import ImageReadError
     from medig.models import ModelLoadError
+    from medig.pacs.steps import SendIncomplete
 
     unknown = [b for b in args.baseline if b not in available_baselines()]
     if unknown:
@@ -122,6 +140,10 @@ def _run_audit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.completeness_tol <= 0 or args.max_steps < 2 or args.batch_size < 1:
         _error("--completeness-tol must be > 0, --max-steps >= 2 and --batch-size >= 1")
+        return EXIT_USAGE
+    pacs_problem = _pacs_usage_error(args)  # issue 17
+    if pacs_problem:
+        _error(pacs_problem)
         return EXIT_USAGE
     settings = AuditSettings(
         model=args.model, weights=args.weights, class_names=list(args.classes or []),
@@ -132,12 +154,17 @@ def _run_audit(args: argparse.Namespace) -> int:
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
         overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+    settings.per_study, settings.dicom_out = args.per_study, args.dicom_out or bool(args.send)
+    settings.send, settings.calling_aet = args.send, args.calling_aet  # issue 17
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)
     except SettingsChangedError as error:
         _error(str(error))
         return EXIT_USAGE
+    except SendIncomplete as error:  # issue 17: results and report are written; sending is not
+        _error(str(error))
+        return EXIT_NOT_SENT
     except (AuditError, ModelLoadError, ImageReadError) as error:
         _error(str(error))
         return EXIT_FAILED
@@ -149,7 +176,38 @@ def _run_audit(args: argparse.Namespace) -> int:
           f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
           f"attribution, {summary.errors} could not be read")
     print(f"report: {summary.report}")
+    _print_pacs_outputs(summary.out_dir, settings)  # issue 17
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
+
+
+def _pacs_usage_error(args: argparse.Namespace) -> str | None:
+    """Why the per-study/DICOM/PACS options cannot run as given (issue 17), or None."""
+    from medig.pacs.send import check_aet, parse_destination
+
+    if (args.dicom_out or args.send) and not args.include_phi:
+        return ("--dicom-out and --send need --include-phi: a DICOM object is filed under the "
+                "patient's identity, copied from the source image")
+    try:
+        if args.send:
+            parse_destination(args.send)
+        check_aet(args.calling_aet, "--calling-aet")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _print_pacs_outputs(out, settings) -> None:
+    from pathlib import Path
+
+    from medig.pacs.export import dicom_objects
+
+    if settings.per_study or settings.dicom_out:
+        print(f"study pages: {Path(out) / 'studies'}")
+    if settings.dicom_out:
+        print(f"dicom: {len(dicom_objects(out))} objects in {Path(out) / 'dicom'}")
+    if settings.send:
+        print(f"sent: every DICOM object acknowledged by {settings.send} "
+              f"(log: {Path(out) / 'dicom' / 'sent.jsonl'})")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -162,6 +220,11 @@ def _run_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         path = build_report(args.out, template=args.template, include_phi=args.include_phi)
+        if args.per_study:  # issue 17
+            from medig.report.per_study import build_study_pages
+
+            pages = build_study_pages(args.out, template=args.template)
+            print(f"study pages: {len(pages)} in {Path(args.out) / 'studies'}")
     except (TemplateError, OSError) as error:
         _error(str(error))
         return EXIT_FAILED

@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The DICOM objects medig files to a patient's study, built with highdicom.
+
+* :func:`overlay_capture`: a **Secondary Capture Image** (1.2.840.10008.5.1.4.1.1.7) of one
+  image's overlay: RGB, ``BurnedInAnnotation`` YES (the caption), ``SourceImageSequence`` and
+  ``ReferencedImageSequence`` pointing at the source SOP instance (and frame), in a new series of
+  the source's study (:data:`OVERLAY_SERIES_DESCRIPTION`).
+* :func:`study_document`: an **Encapsulated PDF** (1.2.840.10008.5.1.4.1.1.104.1) of a study's
+  page, its ``SourceInstanceSequence`` listing every source image of the study.
+
+Both copy the patient and study attributes :data:`COPIED_ATTRIBUTES` from the source, element by
+element (value, VR and character set unchanged); an attribute the source lacks is left out, or
+empty when the IOD requires it (type 2). Nothing else of the source is copied.
+
+UIDs are derived (:func:`medig.pacs.uids.derived_uid`) from the source UIDs, the audit's output
+key and a digest of the object's content, so that one content has one UID: a re-run rebuilds the
+same UIDs and a PACS stores nothing twice, while changed content (new settings, a new colour
+scale, new wording) is a new instance, never a silent replacement under an old UID.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+
+from medig.io._quiet import quiet
+from medig.pacs.uids import derived_uid
+
+__all__ = [
+    "COPIED_ATTRIBUTES",
+    "DOCUMENT_SERIES_DESCRIPTION",
+    "OVERLAY_SERIES_DESCRIPTION",
+    "Source",
+    "overlay_capture",
+    "read_source",
+    "study_document",
+]
+
+#: Patient and study attributes copied from the source image (Patient, General Study and Patient
+#: Study modules), plus the character set their text is encoded in.
+COPIED_ATTRIBUTES: tuple[str, ...] = (
+    "SpecificCharacterSet",
+    # Patient module
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    # General Study module
+    "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
+    "AccessionNumber", "StudyDescription",
+    # Patient Study module
+    "PatientAge", "PatientSize", "PatientWeight",
+)
+
+OVERLAY_SERIES_DESCRIPTION = "medig IG overlay (not for diagnosis)"
+DOCUMENT_SERIES_DESCRIPTION = "medig IG study report (not for diagnosis)"
+DOCUMENT_TITLE = "medig Integrated Gradients study report (not a diagnosis)"
+#: Series numbers of medig's series in a study: overlays per eye, and the study report.
+OVERLAY_SERIES_NUMBER = {"R": 9901, "L": 9902, None: 9903}
+DOCUMENT_SERIES_NUMBER = 9910
+MANUFACTURER = "medig"
+
+# DCM 121322: "Source image for image processing operation" (PS3.16 CID 7202).
+_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The header of a source DICOM image (identifying: stays inside DICOM output)."""
+
+    dataset: Dataset
+    study_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    frames: int
+
+    def __repr__(self) -> str:  # never print the UIDs or the header in a log or traceback
+        return f"Source(frames={self.frames})"
+
+
+def read_source(path: str | os.PathLike) -> Source | None:
+    """The header of a source DICOM file, or None if it has no study or SOP instance UID."""
+    try:
+        with open(path, "rb") as fh:
+            force = fh.read(132)[128:132] != b"DICM"
+        with quiet():
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size="64 KB")
+            study, sop = str(ds.get("StudyInstanceUID", "")), str(ds.get("SOPInstanceUID", ""))
+            sop_class = str(ds.get("SOPClassUID", ""))
+            frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except Exception:  # noqa: BLE001 - an unreadable header: no DICOM output, no quoted values
+        return None
+    if not (study and sop and sop_class):
+        return None
+    return Source(ds, study, sop, sop_class, frames)
+
+
+def _copied(source: Dataset) -> list[pydicom.DataElement]:
+    return [copy.deepcopy(source[name]) for name in COPIED_ATTRIBUTES if name in source]
+
+
+def _copied_digest(source: Dataset) -> str:
+    values = [(e.keyword, e.VR, str(e.value)) for e in _copied(source)]
+    return json.dumps(values, ensure_ascii=False)
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _reference(source: Source, frame: int | None, purpose: bool) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.sop_class_uid
+    item.ReferencedSOPInstanceUID = source.sop_uid
+    if frame is not None and source.frames > 1:
+        item.ReferencedFrameNumber = frame + 1  # DICOM frame numbers start at 1
+    if purpose:
+        item.PurposeOfReferenceCodeSequence = [_code(*_PURPOSE)]
+    return item
+
+
+def _apply_copied(ds: Dataset, source: Dataset) -> None:
+    for element in _copied(source):
+        ds[element.tag] = element
+
+
+def _software_version() -> str:
+    import medig
+
+    return f"medig {medig.__version__}"
+
+
+def overlay_capture(
+    source: Source,
+    picture: np.ndarray,
+    *,
+    frame: int | None,
+    laterality: str | None,
+    output_key: str,
+    instance_number: int,
+    derivation: str,
+) -> Dataset:
+    """The Secondary Capture of one image's overlay.
+
+    Parameters
+    ----------
+    source : Source
+        The source image's header.
+    picture : numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB: the overlay with its caption burned in.
+    frame : int or None
+        0-based frame of a multi-frame source.
+    laterality : str or None
+        ``"R"`` or ``"L"``: the series' Laterality (one series per eye), else None.
+    output_key : str
+        Hash of everything that shapes the outputs (settings, colour scale).
+    instance_number : int
+        The instance's number in its series.
+    derivation : str
+        ``DerivationDescription``: how the overlay was computed.
+    """
+    lat = laterality if laterality in ("R", "L") else None
+    series_uid = derived_uid("medig-overlay-series", source.study_uid, output_key, str(lat))
+    pixels = np.ascontiguousarray(picture, dtype=np.uint8)
+    content = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
+    sop_uid = derived_uid("medig-overlay", source.sop_uid, str(frame), output_key, content,
+                          _copied_digest(source.dataset), str(instance_number), derivation)
+    with quiet():  # highdicom logs the source's UIDs and, on odd values, the patient's name
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=source.dataset, pixel_array=pixels, photometric_interpretation="RGB",
+            bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=series_uid,
+            series_number=OVERLAY_SERIES_NUMBER[lat], sop_instance_uid=sop_uid,
+            instance_number=instance_number, manufacturer=MANUFACTURER,
+            patient_orientation=("L", "F"), laterality=lat,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
+            series_description=OVERLAY_SERIES_DESCRIPTION, manufacturer_model_name="medig",
+            software_versions=_software_version())
+    # The picture is cropped, resized and captioned: no orientation of the patient is claimed.
+    sc.PatientOrientation = None
+    if "ContributingEquipmentSequence" in sc:  # highdicom copies the source camera's details
+        del sc.ContributingEquipmentSequence
+    _apply_copied(sc, source.dataset)
+    sc.BurnedInAnnotation = "YES"
+    sc.DerivationDescription = derivation[:1024]
+    sc.SourceImageSequence = [_reference(source, frame, purpose=True)]
+    sc.ReferencedImageSequence = [_reference(source, frame, purpose=False)]
+    return sc
+
+
+def study_document(
+    sources: Sequence[Source],
+    pdf: bytes,
+    *,
+    output_key: str,
+) -> Dataset:
+    """The Encapsulated PDF of a study's page; patient and study come from ``sources[0]``.
+
+    ``EncapsulatedDocument`` holds ``pdf`` (padded to an even length as DICOM requires) and
+    ``EncapsulatedDocumentLength`` its exact length, so the PDF comes back byte for byte.
+    """
+    first = sources[0]
+    series_uid = derived_uid("medig-document-series", first.study_uid, output_key)
+    unique = sorted({(s.sop_class_uid, s.sop_uid) for s in sources})
+    content = hashlib.sha256(pdf).hexdigest()
+    sop_uid = derived_uid("medig-document", first.study_uid, output_key, content,
+                          _copied_digest(first.dataset), json.dumps(unique))
+    ref = first.dataset
+    with quiet():
+        ds = hd.base.SOPClass(
+            study_instance_uid=first.study_uid, series_instance_uid=series_uid,
+            series_number=DOCUMENT_SERIES_NUMBER, sop_instance_uid=sop_uid,
+            sop_class_uid=EncapsulatedPDFStorage, instance_number=1, modality="DOC",
+            manufacturer=MANUFACTURER, transfer_syntax_uid=ExplicitVRLittleEndian,
+            patient_id=ref.get("PatientID"), patient_name=ref.get("PatientName"),
+            patient_birth_date=ref.get("PatientBirthDate"), patient_sex=None,
+            accession_number=ref.get("AccessionNumber"), study_id=ref.get("StudyID"),
+            study_date=ref.get("StudyDate") or None, study_time=ref.get("StudyTime") or None,
+            referring_physician_name=ref.get("ReferringPhysicianName"),
+            series_description=DOCUMENT_SERIES_DESCRIPTION, manufacturer_model_name="medig",
+            software_versions=_software_version())
+    _apply_copied(ds, ref)
+    ds.ConversionType = "WSD"  # SC Equipment: made on a workstation
+    ds.BurnedInAnnotation = "NO"  # the page names no patient: the header does
+    ds.DocumentTitle = DOCUMENT_TITLE
+    ds.ConceptNameCodeSequence = []
+    ds.AcquisitionDateTime = None
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
+    ds.EncapsulatedDocumentLength = len(pdf)
+    items = []
+    for sop_class, sop in unique:
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop
+        items.append(item)
+    ds.SourceInstanceSequence = items
+    return ds
