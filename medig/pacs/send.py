@@ -150,14 +150,18 @@ def _append(log: Path, entry: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _quiet_network() -> Iterator[None]:
-    """pynetdicom logs every association (and at debug level, datasets): keep it to ourselves."""
+    """pynetdicom logs every association and connection error (and at debug level, datasets):
+    medig reports the outcome itself. Its child loggers inherit this level."""
     logger = logging.getLogger("pynetdicom")
-    was = logger.disabled
-    logger.disabled = True
+    was = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        logger.disabled = was
+        logger.setLevel(was)
+
+
+_sleep = time.sleep  # module attribute, so tests can replace the backoff waits
 
 
 def _now() -> str:
@@ -173,7 +177,7 @@ def send_objects(
     backoff_s: float = 2.0,
     max_backoff_s: float = 60.0,
     timeout_s: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> SendResult:
     """C-STORE ``files`` (DICOM objects under ``folder``) that ``destination`` has not yet
     acknowledged, logging each outcome to ``folder/sent.jsonl``.
@@ -194,12 +198,15 @@ def send_objects(
         ``max_backoff_s``, before the next.
     timeout_s : float
         Network, ACSE and DIMSE timeouts.
+    sleep : callable, optional
+        How to wait between attempts (default :func:`time.sleep`).
 
     Returns
     -------
     SendResult
         ``failed`` is empty when every object is acknowledged.
     """
+    sleep = sleep or _sleep
     log = folder / SENT_LOG
     dest = str(destination)
     done = acknowledged(log, destination)
