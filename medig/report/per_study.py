@@ -176,7 +176,8 @@ class _StudyPage:
                       ctx.P(self.text("overlay_caption"), ctx.s.small)]],
                     colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
                 caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
-                                             ("TOPPADDING", (0, 0), (-1, -1), 1)]))
+                                             ("TOPPADDING", (0, 0), (-1, -1), 1),
+                                             ("VALIGN", (0, 0), (-1, -1), "TOP")]))
                 parts += [img, caption]
             except (OSError, ValueError):
                 parts.append(ctx.P(self.text("no_overlay"), ctx.s.small))
@@ -259,9 +260,10 @@ class _StudyPage:
 
     def story(self) -> list[Flowable]:
         ctx = self.ctx
-        right = [r for r in self.rows if _eye(r) == _RIGHT]
-        left = [r for r in self.rows if _eye(r) == _LEFT]
-        unknown = [r for r in self.rows if _eye(r) == _UNKNOWN]
+        shown = [r for r in self.rows if r.get("status") == "ok"]
+        right = [r for r in shown if _eye(r) == _RIGHT]
+        left = [r for r in shown if _eye(r) == _LEFT]
+        unknown = [r for r in shown if _eye(r) == _UNKNOWN]
         story = self.header()
         if right or left:
             story.append(self.eye_table(right, left, (self.text("right_eye"),
@@ -272,6 +274,12 @@ class _StudyPage:
             else:
                 story.append(ctx.P(self.text("unknown_eye_only"), ctx.s.small))
             story.append(self.eye_table(unknown[0::2], unknown[1::2], None))
+        for row in self.rows:  # unreadable images of the study: one line each
+            if row.get("status") != "ok":
+                eye = {_RIGHT: self.text("right_eye"), _LEFT: self.text("left_eye")}.get(_eye(row))
+                name = f"{eye}, {row.get('path')}" if eye else str(row.get("path"))
+                reason = self.text("unreadable", reason=row.get("error") or "unknown")
+                story.append(ctx.P(f"{name}: {reason}", ctx.s.cell_bold))
         return story + self.footer()
 
 

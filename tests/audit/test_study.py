@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Study ids (keyed hashes) and laterality from file names."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from medig.audit.study import SECRET_NAME, audit_secret, keyed_id, laterality_from_name, study_fields
+from medig.io.dicom_ids import DicomIds
+
+UID = "1.2.826.0.1.3680043.8.498.12345678901234567890"
+
+
+@pytest.mark.parametrize("name, eye", [
+    ("10_left.jpeg", "L"), ("10_right.jpeg", "R"), ("P7_OD.png", "R"), ("P7_OS.png", "L"),
+    ("scan-L.jpg", "L"), ("scan_R_2.tif", "R"), ("right eye.jpg", "R"), ("a/b/LE.png", "L"),
+    ("img_od.dcm", "R"), ("ROD.jpg", None), ("slide.png", None), ("LR.png", None),
+    ("R_to_L.jpg", None), ("olds.png", None), ("Ldr.png", None), ("closed_OS", "L"),
+    ("od/img1.jpg", None),  # folders are not read: only the file name
+])
+def test_laterality_hints_are_whole_words(name, eye):
+    assert laterality_from_name(name) == eye
+
+
+def test_secret_is_created_once_private_and_stable(tmp_path):
+    secret = audit_secret(tmp_path)
+    path = tmp_path / ".medig" / SECRET_NAME
+    assert len(secret) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert audit_secret(tmp_path) == secret
+    assert audit_secret(tmp_path / "other") != secret
+    assert not list((tmp_path / ".medig").glob("*.tmp"))
+
+
+def test_concurrent_creation_agrees_on_one_secret(tmp_path):
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: audit_secret(tmp_path), range(32)))
+    assert len(secrets) == 1
+
+
+def test_study_id_is_a_keyed_hash_not_the_uid(tmp_path):
+    secret = audit_secret(tmp_path)
+    ids = DicomIds(UID, None, "1.2.3", "1.2.840.10008.5.1.4.1.1.77.1.5.1", "R")
+    fields = study_fields(secret, "x/a.dcm", ids)
+    expected = hmac.new(secret, b"study\0" + UID.encode(), hashlib.sha256).hexdigest()[:16]
+    assert fields == {"study": expected, "study_source": "dicom", "laterality": "R",
+                      "laterality_source": "dicom"}
+    assert UID not in str(fields) and "1234567890" not in fields["study"]
+    # an unkeyed hash of the UID (guessable by anyone who has the UID) is not what is written
+    assert fields["study"] != hashlib.sha256(UID.encode()).hexdigest()[:16]
+    assert study_fields(audit_secret(tmp_path / "b"), "x/a.dcm", ids)["study"] != expected
+
+
+def test_same_study_same_id_and_fallbacks(tmp_path):
+    secret = audit_secret(tmp_path)
+    right = study_fields(secret, "p/od.dcm", DicomIds(UID, None, "1.1", "1.2", "R"))
+    left = study_fields(secret, "p/os.dcm", DicomIds(UID, None, "1.3", "1.2", None))
+    assert right["study"] == left["study"]
+    assert (left["laterality"], left["laterality_source"]) == ("L", "file name")
+    a = study_fields(secret, "site/10_left.jpeg", None)
+    b = study_fields(secret, "site/10_right.png", None)
+    c = study_fields(secret, "other/10_right.png", None)
+    assert a["study"] == b["study"] != c["study"] and a["study_source"] == "file name"
+    lone = study_fields(secret, "site/img.png", None)
+    assert lone["study_source"] == "image" and lone["laterality"] is None
+    assert lone["study"] != study_fields(secret, "site/img2.png", None)["study"]
+    # DICOM laterality wins over the file name
+    assert study_fields(secret, "x_L.dcm", None, laterality="R")["laterality"] == "R"
+    assert keyed_id(secret, "image", "a") != keyed_id(secret, "name", "a")

@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-study pages: one PDF per study, right eye on the left of the page, figures and wording."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pypdf
+import pytest
+from report_fake_audit import CLASSES, make_row, write_audit
+
+from medig.report import images
+from medig.report.per_study import build_study_pages, group_studies
+
+STUDY, OTHER = "0123456789abcdef", "fedcba9876543210"
+
+
+def _rows():
+    return [
+        make_row("p1/img_a.dcm", laterality="L", study=STUDY, study_source="dicom",
+                 laterality_source="dicom", flagged=True, relative_error=0.05),
+        make_row("p1/img_b.dcm", laterality="R", study=STUDY, study_source="dicom",
+                 laterality_source="dicom", quality="usable", trust_flags=["unstable", "ood"],
+                 predicted=CLASSES[0], probabilities={CLASSES[0]: 0.8, CLASSES[1]: 0.2}),
+        make_row("p1/broken.dcm", status="error", error="truncated DICOM file",
+                 laterality="R", study=STUDY, study_source="dicom", overlay=None),
+        make_row("lone.png", study=OTHER, study_source="image"),
+    ]
+
+
+@pytest.fixture
+def pages(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    out = write_audit(tmp_path / "audit", _rows(), size=128)
+    return out, build_study_pages(out)
+
+
+def _words(pdf: Path) -> list[tuple[str, float, float]]:
+    """(text, x, page width) of every text run of the first page."""
+    page = pypdf.PdfReader(str(pdf)).pages[0]
+    width = float(page.mediabox.width)
+    runs: list[tuple[str, float, float]] = []
+
+    def visit(text, cm, tm, font, size):
+        if text.strip():
+            runs.append((text.strip(), cm[0] * tm[4] + cm[2] * tm[5] + cm[4], width))
+
+    page.extract_text(visitor_text=visit)
+    return runs
+
+
+def _text(pdf: Path) -> str:
+    return "\n".join(p.extract_text() for p in pypdf.PdfReader(str(pdf)).pages)
+
+
+def test_one_pdf_per_study_with_both_eyes_on_one_page(pages):
+    out, written = pages
+    assert set(written) == {STUDY, OTHER}
+    assert sorted(p.name for p in (out / "studies").iterdir()) == [f"{STUDY}.pdf",
+                                                                   f"{OTHER}.pdf"]
+    reader = pypdf.PdfReader(str(written[STUDY]))
+    assert len(reader.pages) == 1 and reader.pages[0].mediabox.width > reader.pages[0].mediabox.height
+    text = _text(written[STUDY])
+    assert f"Study {STUDY}" in text and "keyed hash" in text
+    assert "The model predicts referable DR (probability 87.3%)." in text
+    assert "The model predicts no referable DR (probability 80.0%)." in text
+    assert "Attribution incomplete (flagged)" in text and "5.00%: NOT MET" in text
+    assert "Could not be read: truncated DICOM file" in text
+    assert "not a diagnosis" in text.lower()
+    assert "lone.png" not in text  # another page
+
+
+def test_right_eye_is_on_the_left_of_the_page(pages):
+    _, written = pages
+    runs = _words(written[STUDY])
+    x = {t: xpos for t, xpos, _ in runs}
+    width = runs[0][2]
+    assert x["Right eye (OD)"] < width / 2 < x["Left eye (OS)"]
+    assert x["p1/img_b.dcm"] < width / 2 < x["p1/img_a.dcm"]  # img_b is the right eye
+
+
+def test_trust_fields_are_shown_by_name_once(pages, tmp_path, monkeypatch):
+    _, written = pages
+    flat = re.sub(r"\s+", " ", _text(written[STUDY]))
+    assert "Quality usable" in flat and "Trust flags unstable, ood" in flat
+
+    def quality_figures(ctx, r):  # another engineer's figure group for the same field
+        return [("Image quality", f"{r['quality']} (graded)")] if r.get("quality") else []
+
+    monkeypatch.setattr(images, "FIGURES", [*images.FIGURES, quality_figures])
+    import medig.report.per_study as per_study
+
+    monkeypatch.setattr(per_study, "FIGURES", images.FIGURES)
+    again = build_study_pages(written[STUDY].parents[1])
+    flat = re.sub(r"\s+", " ", _text(again[STUDY]))
+    assert "Image quality usable (graded)" in flat and "Quality usable" not in flat
+    assert "Trust flags unstable, ood" in flat
+
+
+def test_pages_are_deterministic_and_stale_pages_go(pages):
+    out, written = pages
+    before = {k: p.read_bytes() for k, p in written.items()}
+    (out / "studies" / "aaaaaaaaaaaaaaaa.pdf").write_bytes(b"%PDF stale")
+    again = build_study_pages(out)
+    assert {k: p.read_bytes() for k, p in again.items()} == before
+    assert not (out / "studies" / "aaaaaaaaaaaaaaaa.pdf").exists()
+
+
+def test_a_study_value_is_never_a_path(tmp_path):
+    rows = [make_row("a.png", study="../../evil"), make_row("b.png")]
+    groups = group_studies(rows)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", k) for k in groups) and len(groups) == 2
+    out = write_audit(tmp_path / "audit", rows)
+    build_study_pages(out)
+    assert not (tmp_path / "evil.pdf").exists()
+    assert len(list((out / "studies").glob("*.pdf"))) == 2
+
+
+def test_image_without_study_or_eye(pages):
+    _, written = pages
+    text = _text(written[OTHER])
+    assert "Image lone.png" in text and "eye is not recorded" in text
