@@ -19,11 +19,13 @@ scale, new wording) is a new instance, never a silent replacement under an old U
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -101,6 +103,20 @@ def read_source(path: str | os.PathLike) -> Source | None:
     return Source(ds, study, sop, sop_class, frames)
 
 
+@contextlib.contextmanager
+def _silent() -> Iterator[None]:
+    """highdicom logs the source's UIDs (info) and warns quoting odd patient names: neither may
+    reach the console. Its child loggers inherit the level set here."""
+    logger = logging.getLogger("highdicom")
+    was = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with quiet():
+            yield
+    finally:
+        logger.setLevel(was)
+
+
 def _copied(source: Dataset) -> list[pydicom.DataElement]:
     return [copy.deepcopy(source[name]) for name in COPIED_ATTRIBUTES if name in source]
 
@@ -173,7 +189,7 @@ def overlay_capture(
     content = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
     sop_uid = derived_uid("medig-overlay", source.sop_uid, str(frame), output_key, content,
                           _copied_digest(source.dataset), str(instance_number), derivation)
-    with quiet():  # highdicom logs the source's UIDs and, on odd values, the patient's name
+    with _silent():
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=source.dataset, pixel_array=pixels, photometric_interpretation="RGB",
             bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=series_uid,
@@ -213,7 +229,7 @@ def study_document(
     sop_uid = derived_uid("medig-document", first.study_uid, output_key, content,
                           _copied_digest(first.dataset), json.dumps(unique))
     ref = first.dataset
-    with quiet():
+    with _silent():
         ds = hd.base.SOPClass(
             study_instance_uid=first.study_uid, series_instance_uid=series_uid,
             series_number=DOCUMENT_SERIES_NUMBER, sop_instance_uid=sop_uid,

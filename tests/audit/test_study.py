@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from medig.audit.study import SECRET_NAME, audit_secret, keyed_id, laterality_from_name, study_fields
+from medig.audit.study import (
+    SECRET_NAME,
+    audit_secret,
+    keyed_id,
+    laterality_from_name,
+    study_fields,
+)
 from medig.io.dicom_ids import DicomIds
 
 UID = "1.2.826.0.1.3680043.8.498.12345678901234567890"
@@ -71,3 +77,36 @@ def test_same_study_same_id_and_fallbacks(tmp_path):
     # DICOM laterality wins over the file name
     assert study_fields(secret, "x_L.dcm", None, laterality="R")["laterality"] == "R"
     assert keyed_id(secret, "image", "a") != keyed_id(secret, "name", "a")
+
+
+def test_unreadable_image_keeps_its_study_and_eye(tmp_path):
+    # One eye's pixel data is cut short: its row is an error, yet its header still names the study,
+    # so the study's page lists it as unreadable under the right eye.
+    from medig.audit import read_results
+    from medig.cli import EXIT_SOME_FILES_FAILED, main
+    from tests.io.conftest import build_dicom, rgb_fundus
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    study = None
+    for eye in ("R", "L"):
+        ds = build_dicom(rgb_fundus(64, 64, seed=len(eye)), laterality=eye)
+        ds.StudyInstanceUID = study = study or ds.StudyInstanceUID
+        ds.save_as(folder / f"{eye}.dcm", enforce_file_format=True)
+    data = (folder / "R.dcm").read_bytes()
+    (folder / "R.dcm").write_bytes(data[: len(data) - 500])
+    out = tmp_path / "out"
+    code = main(["audit", str(folder), "--out", str(out), "--model",
+                 "tests.audit.tiny_models:make_tiny", "--classes", "a", "b", "--size", "64",
+                 "--workers", "0", "--quiet", "--per-study"])
+    assert code == EXIT_SOME_FILES_FAILED
+    rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    assert rows["R.dcm"]["status"] == "error" and rows["L.dcm"]["status"] == "ok"
+    assert rows["R.dcm"]["study"] == rows["L.dcm"]["study"]
+    assert rows["R.dcm"]["laterality"] == "R" and rows["R.dcm"]["study_source"] == "dicom"
+    import pypdf
+
+    page = pypdf.PdfReader(str(out / "studies" / f"{rows['L.dcm']['study']}.pdf")).pages[0]
+    text = page.extract_text()
+    assert "Right eye (OD), R.dcm: Could not be read" in text.replace("\n", " ")
+    assert len(list((out / "studies").glob("*.pdf"))) == 1

@@ -143,3 +143,18 @@ def test_objects_pass_dciodvfy(sources, tmp_path):
     for name, ds in objects.items():
         ds.save_as(tmp_path / name, enforce_file_format=True)
         assert dciodvfy_errors(tmp_path / name) == [], name
+
+
+def test_building_objects_logs_and_warns_nothing(tmp_path, caplog):
+    import logging
+    import warnings
+
+    ds = build_dicom(rgb_fundus())
+    ds.PatientName = "Jane Doe Smith"  # no caret: highdicom would warn, quoting the name
+    ds.save_as(tmp_path / "s.dcm", enforce_file_format=True)
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        capture(tmp_path / "s.dcm")
+        study_document([read_source(tmp_path / "s.dcm")], b"%PDF-1.4\n", output_key="k")
+    assert not caught
+    assert not [r for r in caplog.records if r.name.startswith(("highdicom", "pydicom"))]
