@@ -51,7 +51,7 @@ def captioned(picture: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     factor = max(1, math.ceil(MIN_WIDTH / picture.shape[1]))
     if factor > 1:
         picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
-    h, w = picture.shape[:2]
+    w = picture.shape[1]
     size = max(14, round(w / 60))
     font = _font(size)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))

@@ -43,7 +43,9 @@ __all__ = [
     "Destination",
     "SendResult",
     "acknowledged",
+    "check_aet",
     "parse_destination",
+    "read_log",
     "send_objects",
 ]
 
