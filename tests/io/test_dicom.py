@@ -91,8 +91,9 @@ def test_12_bit_monochrome_scaled_by_bits_stored(make_dicom):
 
 def test_signed_monochrome_shifted_into_range(make_dicom):
     values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
-    image = read_image(make_dicom(values, bits_stored=12, signed=True))
-    assert image.pixels[0, 0].tolist() == [0, 127, 128, 255]
+    tiled = np.tile(values, (16, 4))  # images need medig.io.MIN_SIDE pixels on each side
+    image = read_image(make_dicom(tiled, bits_stored=12, signed=True))
+    assert image.pixels[0, 0, :4].tolist() == [0, 127, 128, 255]
 
 
 def test_multi_frame_frames_are_images_named_with_index(kit, make_dicom):
