@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ __all__ = [
 #: files get an error row (retried by the next run) and the audit goes on with a fresh worker.
 #: Far above any real decode (a 100-megapixel file takes seconds), it only catches true hangs.
 DECODE_TIMEOUT_S: float = 300.0
+_POLL_S = 5.0  # how often a waiting audit checks that its decoding workers are alive
 
 #: A subfolder of this name inside an input folder holds lesion masks, not photographs.
 MASKS_FOLDER = "masks"
@@ -84,8 +86,9 @@ class DecodedInput:
 def _is_within(path: Path, folder: Path | None) -> bool:
     if folder is None:
         return False
+    # realpath, unlike Path.resolve, does not raise on a symbolic link loop.
     try:
-        path.resolve().relative_to(folder.resolve())
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
         return True
     except ValueError:
         return False
@@ -252,9 +255,16 @@ def make_loader(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], w
     )
 
 
-def _shutdown(iterator: object) -> None:
-    """Stop a DataLoader iterator's workers now (a hung one is terminated), not at garbage
-    collection."""
+def _shutdown(iterator: object, failed: bool = False) -> None:
+    """Stop a DataLoader iterator's workers now, not at garbage collection; after a failure the
+    workers are terminated first (a hung one would otherwise be waited for)."""
+    if failed:
+        for worker in getattr(iterator, "_workers", ()):
+            try:
+                if worker.is_alive():
+                    worker.terminate()
+            except Exception:  # noqa: BLE001, S110 - best effort
+                pass
     stop = getattr(iterator, "_shutdown_workers", None)
     if stop is not None:
         try:
@@ -264,7 +274,7 @@ def _shutdown(iterator: object) -> None:
 
 
 def _failure_reason(error: BaseException, timeout_s: float) -> str:
-    if "timed out" in str(error).lower():
+    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
         return f"decoding took longer than {timeout_s:g} s (the decoder hung; retried next run)"
     return "the decoding process died (crashed or killed, e.g. out of memory; retried next run)"
 
@@ -275,15 +285,48 @@ def _isolated(items: Sequence[AuditInput], indices: Sequence[int], include_phi: 
     becomes an error row, the others decode normally."""
     out = []
     for i in indices:
-        iterator = iter(make_loader(items, [[i]], 1, include_phi, jpeg_as_bytes, timeout_s))
+        iterator = iter(make_loader(items, [[i]], 1, include_phi, jpeg_as_bytes,
+                                    min(_POLL_S, timeout_s)))
+        failed = False
         try:
-            out.extend(next(iterator))
+            out.extend(_next_within(iterator, timeout_s))
         except Exception as error:  # noqa: BLE001 - the worker died or hung on this file
+            failed = True
             out.append(DecodedInput(i, [], [], [], error=_failure_reason(error, timeout_s),
                                     retry=True))
         finally:
-            _shutdown(iterator)
+            _shutdown(iterator, failed)
     return out
+
+
+def _synchronous_worker_errors() -> None:
+    """Keep a dead worker from raising inside whatever the main thread is doing.
+
+    PyTorch installs a SIGCHLD handler that raises ``RuntimeError`` asynchronously, anywhere in
+    the main thread (in the middle of an explanation or a progress-bar update), when a worker
+    dies. Without it, the death is noticed where :func:`decode_batches` waits for a batch, which
+    turns it into error rows. Best effort: a private flag of ``torch.utils.data``.
+    """
+    try:
+        from torch.utils.data._utils import signal_handling
+    except ImportError:  # pragma: no cover
+        return
+    if hasattr(signal_handling, "_SIGCHLD_handler_set"):
+        signal_handling._SIGCHLD_handler_set = True
+
+
+def _next_within(iterator: Iterator[list[DecodedInput]], budget_s: float) -> list[DecodedInput]:
+    """The next batch; polls so a dead worker is noticed within :data:`_POLL_S`, and raises
+    ``TimeoutError`` once ``budget_s`` is spent (the DataLoader's own ``timeout`` raises on every
+    poll interval without changing the iterator's state, so waiting again is safe)."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            return next(iterator)
+        except RuntimeError as error:
+            if "timed out" not in str(error) or time.monotonic() >= deadline:
+                raise
+            # not yet over budget: keep waiting for this batch
 
 
 def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], workers: int,
@@ -305,17 +348,16 @@ def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]]
         for batch in batches:
             yield [dataset[i] for i in batch]
         return
+    _synchronous_worker_errors()
     pos = 0
     while pos < len(batches):
-        rest = batches[pos:]
-        longest = max(len(b) for b in rest)
-        iterator = iter(make_loader(items, rest, workers, include_phi, jpeg_as_bytes,
-                                    timeout * longest))
+        iterator = iter(make_loader(items, batches[pos:], workers, include_phi, jpeg_as_bytes,
+                                    min(_POLL_S, timeout)))
         failed = False
         try:
             while pos < len(batches):
                 try:
-                    batch = next(iterator)
+                    batch = _next_within(iterator, timeout * len(batches[pos]))
                 except StopIteration:
                     return
                 except Exception:  # noqa: BLE001 - a worker died or hung (decoding never raises)
@@ -324,7 +366,7 @@ def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]]
                 pos += 1
                 yield batch
         finally:
-            _shutdown(iterator)
+            _shutdown(iterator, failed)
         if failed:
             yield _isolated(items, batches[pos], include_phi, jpeg_as_bytes, timeout)
             pos += 1

@@ -45,17 +45,26 @@ def quiet() -> Iterator[None]:
     block, and force Pillow's ``LOAD_TRUNCATED_IMAGES`` off."""
     loggers = _decoder_loggers()
     saved = [(lg, lg.disabled, lg.propagate) for lg in loggers]
+    # A child logger created during the read (a decoder imported lazily) is not disabled, but its
+    # records stop at the package logger, whose null handler also keeps logging's "last resort"
+    # stderr handler out.
+    sink = logging.NullHandler()
+    packages = [logging.getLogger(name) for name in _PACKAGES]
     truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for lg in loggers:
             lg.disabled = True
             lg.propagate = False
+        for lg in packages:
+            lg.addHandler(sink)
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
             yield
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = truncated
+            for lg in packages:
+                lg.removeHandler(sink)
             for lg, disabled, propagate in saved:
                 lg.disabled = disabled
                 lg.propagate = propagate

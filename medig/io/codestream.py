@@ -97,7 +97,7 @@ _SOI, _EOI, _SOS, _DRI = 0xD8, 0xD9, 0xDA, 0xDD
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 
 
-def stream_info(data: bytes | bytearray | memoryview) -> StreamInfo:
+def stream_info(data: bytes | bytearray | memoryview, complete: bool = True) -> StreamInfo:
     """The dimensions a JPEG, JPEG-LS or JPEG 2000 stream declares, after checking it is complete.
 
     Parameters
@@ -105,6 +105,9 @@ def stream_info(data: bytes | bytearray | memoryview) -> StreamInfo:
     data : bytes-like
         The whole stream (one DICOM frame: its fragments joined), starting with the JPEG SOI
         marker, the J2K SOC marker or a JP2 signature box.
+    complete : bool
+        Also check that the stream is not cut short (see the module docstring); with False only
+        the header is read (the dimensions of a stream that is truncated as well).
 
     Returns
     -------
@@ -118,9 +121,9 @@ def stream_info(data: bytes | bytearray | memoryview) -> StreamInfo:
     """
     view = bytes(data[:2])
     if view == b"\xff\xd8":
-        return jpeg_info(data)
+        return jpeg_info(data, complete)
     if view == b"\xff\x4f" or bytes(data[4:8]) == b"jP  ":
-        return j2k_info(data)
+        return j2k_info(data, complete)
     raise CodestreamError("not a JPEG, JPEG-LS or JPEG 2000 stream")
 
 
@@ -195,7 +198,7 @@ def _min_scan_bits(frame: _Frame, scan_ids: list[int], ss: int, ah: int) -> int:
     return bits
 
 
-def jpeg_info(data: bytes | bytearray | memoryview) -> StreamInfo:
+def jpeg_info(data: bytes | bytearray | memoryview, complete: bool = True) -> StreamInfo:
     """Parse a JPEG or JPEG-LS stream's markers (see :func:`stream_info`)."""
     data = bytes(data)
     n = len(data)
@@ -234,6 +237,8 @@ def jpeg_info(data: bytes | bytearray | memoryview) -> StreamInfo:
         if marker in _SOF_PROCESS:
             if frame is None:  # hierarchical files have several frames; the first sets the size
                 frame = _parse_sof(marker, segment)
+                if not complete:
+                    break
             continue
         if marker != _SOS:
             continue
@@ -258,7 +263,7 @@ def jpeg_info(data: bytes | bytearray | memoryview) -> StreamInfo:
             )
     if frame is None:
         raise CodestreamError("corrupt JPEG data (no frame header)")
-    if scans == 0:
+    if complete and scans == 0:
         raise CodestreamError("truncated JPEG data (no image data before end-of-image)",
                               truncated=True)
     process = _SOF_PROCESS[frame.marker]
@@ -298,7 +303,7 @@ def _jp2_codestream(data: bytes) -> bytes:
     raise CodestreamError("truncated JP2 file (no codestream box)", truncated=True)
 
 
-def j2k_info(data: bytes | bytearray | memoryview) -> StreamInfo:
+def j2k_info(data: bytes | bytearray | memoryview, complete: bool = True) -> StreamInfo:
     """Parse a JPEG 2000 codestream's SIZ segment and tile-part lengths (see :func:`stream_info`)."""
     data = bytes(data)
     if data[4:8] == b"jP  ":
@@ -316,6 +321,10 @@ def j2k_info(data: bytes | bytearray | memoryview) -> StreamInfo:
     if 4 + lsiz > n:
         raise CodestreamError("truncated JPEG 2000 codestream (inside SIZ)", truncated=True)
     precision = max((data[42 + 3 * k] & 0x7F) + 1 for k in range(csiz))
+    info = StreamInfo(codec="j2k", width=xsiz - xosiz, height=ysiz - yosiz, components=csiz,
+                      precision=precision, process="j2k")
+    if not complete:
+        return info
     # Walk the main header to the first tile-part, then tile-part by tile-part (Psot lengths).
     pos = 4 + lsiz
     while True:
@@ -350,11 +359,4 @@ def j2k_info(data: bytes | bytearray | memoryview) -> StreamInfo:
         raise CodestreamError("truncated JPEG 2000 codestream (no tile data)", truncated=True)
     if pos < n and data[pos : pos + 2] != _EOC:
         raise CodestreamError("corrupt JPEG 2000 codestream (tile-part lengths)")
-    return StreamInfo(
-        codec="j2k",
-        width=xsiz - xosiz,
-        height=ysiz - yosiz,
-        components=csiz,
-        precision=precision,
-        process="j2k",
-    )
+    return info

@@ -53,6 +53,7 @@ from medig.io._image import (
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
 from medig.io._quiet import quiet
 from medig.io.codestream import CodestreamError, stream_info
+from medig.io.jpeg import libjpeg_reports_truncation
 
 __all__ = ["PHI_ATTRIBUTES", "SAFE_ATTRIBUTES", "read_dicom"]
 
@@ -356,24 +357,32 @@ def _check_streams(ds: Dataset, display: str, ts: str, indices: list[int], n_fra
                 continue
             where = display if n_frames == 1 else f"{display}#{k}"
             try:
-                info = stream_info(stream)
+                info = stream_info(stream, complete=False)
             except CodestreamError as error:
-                kind = "truncated DICOM pixel data" if error.truncated else "corrupt pixel data"
-                raise ImageReadError(where, f"{kind}: {error.reason}") from None
-            if info.pixels > MAX_PIXELS:
-                raise ImageReadError(where, too_large_reason(info.pixels))
+                raise ImageReadError(where, f"corrupt pixel data: {error.reason}") from None
             if (info.width, info.height) != (cols, rows):
                 raise ImageReadError(
                     where,
                     f"compressed frame is {info.width}x{info.height} pixels but the DICOM "
                     f"header says {cols}x{rows} (corrupt or forged header; not decoded)",
                 )
+            if info.pixels > MAX_PIXELS:  # (cannot happen when it matches the checked header)
+                raise ImageReadError(where, too_large_reason(info.pixels))
             if info.components != samples:
                 raise ImageReadError(
                     where,
                     f"compressed frame has {info.components} component(s) but the DICOM header "
                     f"says {samples} sample(s) per pixel (not decoded)",
                 )
+            try:
+                stream_info(stream)  # then the whole stream: not cut short
+            except CodestreamError as error:
+                prefix = "" if error.truncated else "corrupt pixel data: "
+                raise ImageReadError(where, f"{prefix}{error.reason}") from None
+            if info.codec == "jpeg" and info.precision == 8 and info.process != "lossless" \
+                    and libjpeg_reports_truncation(stream):
+                raise ImageReadError(
+                    where, "truncated JPEG data (the decoder reached the end early)")
             if found > max(wanted):
                 break
     except ImageReadError:

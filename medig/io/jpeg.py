@@ -27,7 +27,7 @@ from medig.io._image import ImageReadError, shape_reason, too_large_reason
 from medig.io._quiet import captured_stderr, quiet
 from medig.io.codestream import CodestreamError, jpeg_info
 
-__all__ = ["apply_exif_orientation", "decode_jpeg_batch"]
+__all__ = ["apply_exif_orientation", "decode_jpeg_batch", "libjpeg_reports_truncation"]
 
 _ORIENTATION_TAG = 0x0112
 
@@ -85,6 +85,28 @@ _TRUNCATION_WARNINGS = ("premature end", "truncated")
 def _warned_truncated(messages: list[str]) -> bool:
     text = " ".join(messages).lower()
     return any(w in text for w in _TRUNCATION_WARNINGS)
+
+
+def libjpeg_reports_truncation(data: bytes) -> bool:
+    """Whether libjpeg-turbo (torchvision's CPU decoder) finds an 8-bit JPEG stream cut short.
+
+    A scan whose data ends early, even with an end-of-image marker after it (a chunk cut out of
+    the file), decodes "successfully" with the rest painted grey; libjpeg says so only in a
+    warning that Pillow and pydicom's plugins swallow, so the readers ask libjpeg-turbo here before
+    decoding. Other decoder complaints are left to the decoder that reads the pixels.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return False
+    tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        with warnings.catch_warnings(), captured_stderr() as messages:
+            warnings.simplefilter("ignore")
+            decode_jpeg(tensor, mode=ImageReadMode.UNCHANGED)
+    except Exception as error:  # noqa: BLE001
+        return "truncated" in str(error).lower()
+    return _warned_truncated(messages)
 
 
 def _decode_cpu(data: torch.Tensor, name: str) -> torch.Tensor:

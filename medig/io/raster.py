@@ -29,6 +29,7 @@ from medig.io._image import ImageReadError, shape_reason, too_large_reason
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
 from medig.io._quiet import quiet
 from medig.io.codestream import CodestreamError, jpeg_info
+from medig.io.jpeg import libjpeg_reports_truncation
 
 __all__ = ["read_raster"]
 
@@ -100,14 +101,17 @@ def _check_jpeg_stream(data: bytes, display: str) -> None:
 
     libjpeg only *warns* when the entropy-coded data ends early (a truncated file that still has
     an end-of-image marker, or a frame header that claims more pixels than the data holds) and
-    Pillow ignores its warnings; see :mod:`medig.io.codestream`. Structural problems other than
-    truncation are left to Pillow, which reads many slightly malformed camera files.
+    Pillow ignores its warnings: the stream's structure is checked first (cheap, see
+    :mod:`medig.io.codestream`), then libjpeg-turbo is asked. Other structural problems are left
+    to Pillow, which reads many slightly malformed camera files.
     """
     try:
         jpeg_info(data)
     except CodestreamError as error:
         if error.truncated:
             raise ImageReadError(display, error.reason) from None
+    if libjpeg_reports_truncation(data):
+        raise ImageReadError(display, "truncated JPEG data (the decoder reached the end early)")
 
 
 def _open(data: bytes, display: str, fmt: str) -> Image.Image:

@@ -36,7 +36,7 @@ def _split_frame(path: str | os.PathLike) -> tuple[str, int | None]:
 
 
 _KIND = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISFIFO, "FIFO, a named pipe"),
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
