@@ -102,28 +102,24 @@ def _component(part: str, last: bool) -> str:
 def safe_relative_path(name: str) -> str:
     """A relative POSIX path that cannot escape its folder, for outputs named after inputs.
 
-    ``name`` is an input's relative path (``/``-separated), optionally with a frame suffix
-    ``#k``. Each component that is already safe is kept as it is — letters of any script included,
-    so clinicians recognise their files. A component holding a control or shell-special character
-    (``<>:"|?*`` or a backslash), an undecodable byte, a leading dot or surrounding spaces, or one not in Unicode
-    NFC, or longer than 120 bytes, is sanitised, shortened to 100 bytes and suffixed with ``~``
-    and 8 hex digits of the SHA-256 of its original bytes. The frame suffix becomes
-    ``_frame<k>``. The mapping is one-to-one: see :func:`output_name`.
+    ``name`` is an input's relative path (``/``-separated), optionally with a frame suffix ``#k``
+    (which becomes ``_frame<k>``); the components are mapped as :func:`output_name` does.
     """
-    stem, hashmark, frame = name.rpartition("#") if "#" in name else (name, "", "")
-    if hashmark and not frame.isdigit():  # a '#' that is part of the name, not a frame index
-        stem, frame = name, ""
-    parts = [p for p in stem.split("/") if p not in ("", ".")]
-    if not parts:
-        parts = ["unnamed"]
-    out = [_component(p, last=(i == len(parts) - 1)) for i, p in enumerate(parts)]
-    if frame:
-        out[-1] += f"_frame{int(frame)}"
-    return "/".join(out)
+    stem, _, frame = name.rpartition("#")
+    if stem and frame.isdigit():
+        return output_name(stem, int(frame))
+    return output_name(name)
 
 
 def output_name(rel: str, frame: int | None = None) -> str:
     """The relative name (without extension) of the outputs of input ``rel`` (frame ``frame``).
+
+    Each component of ``rel`` that is already safe is kept as it is — letters of any script
+    included, so clinicians recognise their files. A component holding a control or shell-special
+    character (``<>:"|?*`` or a backslash), an undecodable byte, a leading dot or surrounding
+    spaces, or one not in Unicode NFC, or longer than 120 bytes, is sanitised, shortened to 100
+    bytes and suffixed with ``~`` and 8 hex digits of the SHA-256 of its original bytes; ``..``
+    and ``.`` cannot survive, so no name escapes its folder.
 
     ``overlays/<name>.png`` and ``attributions/<name>.npz``. Uniqueness is decided per name, not
     per audit, so every rank of a torchrun job and every resumed run names an input's outputs

@@ -304,7 +304,7 @@ def _jp2_codestream(data: bytes) -> bytes:
 
 
 def j2k_info(data: bytes | bytearray | memoryview, complete: bool = True) -> StreamInfo:
-    """Parse a JPEG 2000 codestream's SIZ segment and tile-part lengths (see :func:`stream_info`)."""
+    """Parse a J2K codestream's SIZ segment and tile-part lengths (see :func:`stream_info`)."""
     data = bytes(data)
     if data[4:8] == b"jP  ":
         data = _jp2_codestream(data)

@@ -51,7 +51,7 @@ from medig.io._image import (
     too_large_reason,
 )
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
-from medig.io._quiet import quiet
+from medig.io._quiet import captured_stderr, quiet
 from medig.io.codestream import CodestreamError, stream_info
 from medig.io.jpeg import libjpeg_reports_truncation
 
@@ -196,6 +196,12 @@ def _meta_end(data: bytes) -> int | None:
     return 144 + length
 
 
+def _deflated(data: bytes) -> bool:
+    """Whether the data set is zlib-deflated (its element offsets are not file offsets)."""
+    meta_end = _meta_end(data)
+    return meta_end is not None and _DEFLATED in data[132:meta_end]
+
+
 def _ends_inside_element(ds: Dataset, data: bytes) -> bool:
     """True if pydicom stopped inside an element: a value runs past the end of the file, or bytes
     are left after the last element read (pydicom drops a final element cut short, silently)."""
@@ -203,6 +209,8 @@ def _ends_inside_element(ds: Dataset, data: bytes) -> bool:
     meta_end = _meta_end(data)
     if meta_end is not None and meta_end >= size:
         return True  # cut inside the file meta, or nothing after it
+    if _deflated(data):
+        return False  # offsets are into the inflated data set; zlib itself reports a cut
     last_end: int | None = None
     elements = list(ds._dict.values())  # raw elements: reading them converts nothing
     if not elements:
@@ -231,6 +239,9 @@ def _pixel_data_truncated(ds: Dataset, data: bytes) -> bool:
     value = getattr(raw, "value", None)
     if length is None or tell is None:
         return False
+    if _deflated(data):  # offsets are into the inflated data set: compare with what was read
+        return length != 0xFFFFFFFF and isinstance(value, (bytes, bytearray)) \
+            and len(value) < length
     if length == 0xFFFFFFFF:  # encapsulated: a sequence delimiter item must end the value
         little = getattr(raw, "is_little_endian", True) is not False
         delimiter = b"\xfe\xff\xdd\xe0" if little else b"\xff\xfe\xe0\xdd"
@@ -536,7 +547,8 @@ def _read_dataset(
     for k in indices:
         where = display if n_frames == 1 else f"{display}#{k}"
         try:
-            arr = pixel_array(ds, index=k)
+            with captured_stderr():  # C decoders (OpenJPEG, libjpeg) print to the C stderr
+                arr = pixel_array(ds, index=k)
             if arr.shape[:2] != (rows, cols):
                 raise ValueError("decoded frame size differs from the header")
             pixels = _frame_to_rgb(arr, ds, photometric, bits, signed)

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps
 
 from medig.io._image import ImageReadError, shape_reason, too_large_reason
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
-from medig.io._quiet import quiet
+from medig.io._quiet import captured_stderr, quiet
 from medig.io.codestream import CodestreamError, jpeg_info
 from medig.io.jpeg import libjpeg_reports_truncation
 
@@ -114,6 +114,14 @@ def _check_jpeg_stream(data: bytes, display: str) -> None:
         raise ImageReadError(display, "truncated JPEG data (the decoder reached the end early)")
 
 
+_TRUNCATION_WORDS = ("premature end", "truncat", "read error", "unexpected end")
+
+
+def _reports_truncation(messages: list[str]) -> bool:
+    text = " ".join(messages).lower()
+    return any(word in text for word in _TRUNCATION_WORDS)
+
+
 def _open(data: bytes, display: str, fmt: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[fmt]])
@@ -150,7 +158,13 @@ def read_raster(
                     metadata["pages"] = int(getattr(im, "n_frames", 1))
                 except Exception:  # noqa: BLE001
                     raise ImageReadError(display, "corrupt TIFF page directory") from None
-            pixels, frame_meta = _decode_frame(im, fmt, data, display)
+            # libtiff and libjpeg print their warnings straight to the C stderr: caught here, so
+            # a hostile file leaves no noise on the console; a cut-short strip is an error.
+            with captured_stderr() as messages:
+                pixels, frame_meta = _decode_frame(im, fmt, data, display)
+            if _reports_truncation(messages):
+                raise ImageReadError(display, f"truncated {fmt.upper()} data (the decoder "
+                                              "reached the end early)")
     return metadata, [(0, pixels, frame_meta)]
 
 

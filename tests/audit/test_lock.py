@@ -21,7 +21,8 @@ BASE = ["--model", TINY, "--classes", "healthy", "referable", "--size", "64",
 
 def test_second_lock_on_the_same_folder_is_refused_and_names_the_holder(tmp_path):
     with OutputLock(tmp_path / "out"):
-        with pytest.raises(OutputLockedError, match=f"in use by another medig audit .pid {os.getpid()}"):
+        holder = f"in use by another medig audit .pid {os.getpid()}"
+        with pytest.raises(OutputLockedError, match=holder):
             OutputLock(tmp_path / "out").acquire()
         assert lock_path(tmp_path / "out").is_file()
     with OutputLock(tmp_path / "out") as again:  # released: free again

@@ -103,7 +103,8 @@ def audit_folder(folder: Path, out: Path, workers: int = 2,
     return done.returncode, done.stderr.decode(errors="replace"), rows, seconds, peak
 
 
-_BASE_VM_MB = 5120  # measured: an audit with 2 workers peaks at 4.9 GB of address space (CUDA torch)
+# Measured: an audit with 2 workers peaks at 4.9 GB of address space (torch's CUDA build).
+_BASE_VM_MB = 5120
 
 
 def _address_space_limit(memory_mb: int) -> None:

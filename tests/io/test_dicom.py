@@ -551,3 +551,13 @@ def test_decoder_tracebacks_never_reach_the_log(kit, make_dicom, caplog, capsys)
         read_image(make_dicom(None, dataset=ds))
     assert not [r for r in caplog.records if r.name.startswith("pydicom")]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_deflated_data_set_is_read_and_its_inflated_size_bounded(monkeypatch):
+    import medig.io.dicom as dicom_module
+
+    path = _wheel_file("image_dfl.dcm")  # Deflated Explicit VR Little Endian
+    assert read_image(path).pixels.shape[0] == 3  # element offsets are not file offsets here
+    monkeypatch.setattr(dicom_module, "MAX_FILE_BYTES", 1000)  # a zip bomb, in miniature
+    with pytest.raises(ImageReadError, match="inflates past"):
+        read_image(path)
