@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- audit: exit code {report.exit_code}, {len(report.rows)} rows ({ok_rows} ok, "
         f"{len(report.rows) - ok_rows} error), {report.audit_seconds:.1f} s, peak RSS "
         f"{report.audit_peak_mb:.0f} MB (audit process and workers); traceback on stderr: "
-        f"{'yes' if 'Traceback' in report.stderr else 'no'}",
+        f"{'yes' if 'Traceback' in report.stderr else 'no'}, other stderr lines: "
+        f"{sum(1 for line in report.stderr.splitlines() if line.strip())}",
         f"- reader per file (limits {SECONDS_PER_FILE:g} s, {MEMORY_MB} MB): slowest "
         + ", ".join(f"{p['seconds']:.2f} s" for p in slowest)
         + "; largest extra resident memory "

@@ -146,9 +146,8 @@ def check_folder(folder: Path, out: Path, workers: int = 2,
         label = repr(name)
         if not got:
             report.violations.append(f"{label}: no row")
-        elif len(got) > 1 and (any(r["status"] == "error" and r["_frame"] is None for r in got)
-                               or any(r["_frame"] is None for r in got)):
-            report.violations.append(f"{label}: {len(got)} rows")
+        elif len(got) > 1 and any(r["_frame"] is None for r in got):
+            report.violations.append(f"{label}: {len(got)} rows")  # only frames come in many
         elif len({r["_frame"] for r in got}) != len(got):
             report.violations.append(f"{label}: duplicate frame rows")
     return report
