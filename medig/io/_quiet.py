@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -70,31 +71,45 @@ def quiet() -> Iterator[None]:
                 lg.propagate = propagate
 
 
+# File descriptor 2 belongs to the whole process: captures from several threads are serialised,
+# so each sees only its own decoder's messages and fd 2 is always restored to the real stderr.
+# (medig decodes in worker processes; threads that decode at once wait for each other here.)
+_CAPTURE_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
     """Catch what C code writes to file descriptor 2 inside the block.
 
     Yields a list that holds the captured text (decoded leniently) once the block ends. Python's
-    ``sys.stderr`` is flushed first so nothing of ours is swallowed.
+    ``sys.stderr`` is flushed first so nothing of ours is swallowed. Where fd 2 cannot be
+    redirected (no fd 2, no temporary file), the block runs uncaptured.
     """
     import sys
 
     found: list[str] = []
-    try:
-        sys.stderr.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (a daemon): nothing to capture
-        yield found
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    with _CAPTURE_LOCK:
         try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            sink = tempfile.TemporaryFile()
+        except OSError:
             yield found
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            found.append(sink.read(64 * 1024).decode("utf-8", "replace"))
+            return
+        try:
+            saved = os.dup(2)
+        except OSError:
+            sink.close()
+            yield found
+            return
+        with sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield found
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                found.append(sink.read(64 * 1024).decode("utf-8", "replace"))
