@@ -113,3 +113,21 @@ def test_item_vanishing_between_discovery_and_stat(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs_module, "scan_inputs", scan)
     (item,) = collect_inputs([root])
     assert item.rel == "ok.png" and item.size == 0
+
+
+def test_slow_but_live_worker_is_waited_for(tmp_path, monkeypatch):
+    # The loader wakes up every poll interval to check its workers; waiting on after such a
+    # wake-up must pick the batch up normally (a slow decode is not a hang).
+    real = inputs_module.decode_image_bytes
+
+    def slow(data, path, **kwargs):
+        if Path(os.fspath(path)).name == "slow.png":
+            time.sleep(2.5)
+        return real(data, path, **kwargs)
+
+    monkeypatch.setattr(inputs_module, "decode_image_bytes", slow)
+    monkeypatch.setattr(inputs_module, "_POLL_S", 0.5)
+    items = _items(tmp_path, ["a.png", "slow.png", "b.png"])
+    got = [d for batch in decode_batches(items, [[0], [1], [2]], workers=1, timeout_s=30)
+           for d in batch]
+    assert [(d.index, d.error) for d in got] == [(0, None), (1, None), (2, None)]
