@@ -27,7 +27,8 @@ examples:
 
 exit codes:
   {EXIT_OK}  every input audited
-  {EXIT_FAILED}  the audit could not run (model not loadable, no inputs, ...)
+  {EXIT_FAILED}  the audit could not run (model not loadable, no inputs, --out not a writable
+     folder or in use by another audit, ...)
   {EXIT_USAGE}  usage error, or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
   {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
@@ -167,6 +168,10 @@ def _run_audit(args: argparse.Namespace) -> int:
         return EXIT_NOT_SENT
     except (AuditError, ModelLoadError, ImageReadError) as error:
         _error(str(error))
+        return EXIT_FAILED
+    except OSError as error:  # issue 12: a file-system failure is one line, not a traceback
+        where = f"{error.filename}: " if error.filename else ""
+        _error(f"{where}{error.strerror or ' '.join(str(error).split())}")
         return EXIT_FAILED
     if summary.report is None:  # a rank other than 0 under torchrun
         return EXIT_OK

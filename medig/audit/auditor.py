@@ -79,8 +79,10 @@ class Auditor:
         for d in batch:
             result = frame_rows.get(d.index)
             if d.error is not None:  # the file itself is bad: final, like its bytes
-                record = {"sha256": shas[d.index], "status": "error", "error": d.error,
+                record = {"sha256": d.sha256, "status": "error", "error": d.error,
                           "frames": []}
+                if d.retry:  # not about the content (missing, a FIFO, a dead worker): retried
+                    record["retry"] = True
             elif isinstance(result, Exception):  # explaining failed: retried by the next run
                 record = {"sha256": shas[d.index], "status": "error", "error": _reason(result),
                           "frames": [], "retry": True}

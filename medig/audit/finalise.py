@@ -24,7 +24,7 @@ from medig.audit.inputs import AuditInput
 from medig.audit.manifest import write_manifest
 from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
-from medig.audit.store import WorkStore, output_name, record_key
+from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
 from medig.render import cohort_clip_value, overlay, save_png, side_by_side
 from medig.report import build_report
 from medig.utils import atomic_write
@@ -124,8 +124,7 @@ def cohort_scale(store: WorkStore, frames: Sequence[_Frame],
 
 def _frame_name(it: AuditInput, frame_row: dict[str, Any]) -> tuple[str, str]:
     frame = frame_row.get("frame")
-    name = it.rel if frame is None else f"{it.rel}#{frame}"
-    return name, f"overlays/{output_name(it.rel, frame)}.png"
+    return row_path(it.rel, frame), f"overlays/{output_name(it.rel, frame)}.png"
 
 
 def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
@@ -178,10 +177,11 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
     for it in items:
         record = records[it.rel]
         if record is None:
-            rows.append(error_row(it.rel, sha_of[it.rel], "not audited (interrupted run?)"))
+            sha = None if sha_of[it.rel].startswith("unreadable-") else sha_of[it.rel]
+            rows.append(error_row(row_path(it.rel), sha, "not audited (interrupted run?)"))
             continue
         if record["status"] != "ok":
-            rows.append(error_row(it.rel, record["sha256"], record["error"]))
+            rows.append(error_row(row_path(it.rel), record["sha256"], printable(record["error"])))
             continue
         for frame_row in record["frames"]:
             name, rel_png = _frame_name(it, frame_row)

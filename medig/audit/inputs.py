@@ -3,11 +3,22 @@
 
 Decoding runs in DataLoader worker processes so that it overlaps the model work in the main
 process; preprocessing then runs batched on the audit's device (see :mod:`medig.audit.pipeline`).
+
+Each worker reads a file's bytes **once**, hashes them and decodes those same bytes, so the hash
+stored with the results is the hash of what was decoded even if the file changes during the run.
+A read that fails for a file-system reason (missing, permission, not a regular file) is marked
+``retry``: the next run tries again, as only errors that depend on the content are final. The
+frames of a multi-frame file travel back as one ``(F, 3, H, W)`` tensor (one shared-memory
+handle, not one per frame). :func:`decode_batches` turns a worker that dies or hangs into error
+rows for its files and carries on with a fresh loader.
 """
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +28,30 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from medig.io import ImageReadError, find_images, read_frames, sniff_file
+from medig.io import (
+    ImageReadError,
+    decode_image_bytes,
+    read_file_bytes,
+    scan_inputs,
+    sniff_bytes,
+)
 
-__all__ = ["AuditInput", "DecodedInput", "MASKS_FOLDER", "collect_inputs", "make_loader"]
+__all__ = [
+    "DECODE_TIMEOUT_S",
+    "AuditInput",
+    "DecodedInput",
+    "MASKS_FOLDER",
+    "adopt_hashes",
+    "collect_inputs",
+    "decode_batches",
+    "make_loader",
+]
+
+#: Seconds a decoding worker may spend per file of a batch before it is taken as hung: its
+#: files get an error row (retried by the next run) and the audit goes on with a fresh worker.
+#: Far above any real decode (a 100-megapixel file takes seconds), it only catches true hangs.
+DECODE_TIMEOUT_S: float = 300.0
+_POLL_S = 5.0  # how often a waiting audit checks that its decoding workers are alive
 
 #: A subfolder of this name inside an input folder holds lesion masks, not photographs.
 MASKS_FOLDER = "masks"
@@ -34,6 +66,7 @@ class AuditInput:
     rel: str  # POSIX path relative to the input folder; how every output names the file
     size: int
     masks_dir: Path | None = None
+    error: str | None = None  # found but not readable (a FIFO, a broken link, ...): an error row
 
 
 @dataclass
@@ -41,18 +74,21 @@ class DecodedInput:
     """What a worker hands back: the frames of one file (or why it failed) and its masks."""
 
     index: int
-    frames: list[torch.Tensor]
+    frames: torch.Tensor | list[torch.Tensor]  # (F, 3, H, W) uint8, or a list of (3, H, W)
     metadata: list[dict[str, Any]]
     masks: list[torch.Tensor | None]
     error: str | None = None
     jpeg: bytes | None = None  # undecoded JPEG, when it is decoded on the audit's device
+    sha256: str | None = None  # of the bytes decoded; None when they could not be read
+    retry: bool = False  # the error is not about the content: the next run tries again
 
 
 def _is_within(path: Path, folder: Path | None) -> bool:
     if folder is None:
         return False
+    # realpath, unlike Path.resolve, does not raise on a symbolic link loop.
     try:
-        path.resolve().relative_to(folder.resolve())
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
         return True
     except ValueError:
         return False
@@ -65,7 +101,10 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], masks_dir: str | os.Path
     Folders are searched recursively. A ``masks/`` subfolder directly inside an input folder is
     taken as that folder's lesion masks (unless ``masks_dir`` is given) and not audited; folders in
     ``exclude`` (the output folder) are skipped. Paths are named relative to their input folder,
-    prefixed by the folder's name when several folders are given.
+    prefixed by the folder's name when several folders are given. Entries that cannot be read
+    (see :func:`medig.io.scan_inputs`: FIFOs, devices, broken links, unlistable folders, ...)
+    are inputs too, with ``error`` set, so each gets an error row; a folder's ``rel`` ends in
+    ``/``.
 
     Raises
     ------
@@ -82,16 +121,27 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], masks_dir: str | os.Path
         root = Path(raw)
         auto_masks = root / MASKS_FOLDER if root.is_dir() and (root / MASKS_FOLDER).is_dir() else None
         masks = explicit_masks or auto_masks
-        for path in find_images([root]):
+        images, problems = scan_inputs([root])
+        entries = [(p, None, False) for p in images]
+        entries += [(u.path, u.reason, u.is_folder) for u in problems]
+        for path, error, is_folder in entries:
             if any(_is_within(path, s) for s in skip) or _is_within(path, auto_masks):
                 continue
             if root.is_dir():
                 rel = path.relative_to(root).as_posix()
-                if len(folders) > 1:
+                if rel == ".":
+                    rel = root.resolve().name
+                elif len(folders) > 1:
                     rel = f"{root.resolve().name}/{rel}"
             else:
                 rel = path.name
-            found.setdefault(rel, AuditInput(path, rel, path.stat().st_size, masks))
+            if is_folder:
+                rel += "/"
+            try:
+                size = path.stat().st_size if error is None else 0
+            except OSError:  # vanished since it was found: the reader says so (and retries)
+                size = 0
+            found.setdefault(rel, AuditInput(path, rel, size, masks, error))
     return [found[k] for k in sorted(found)]
 
 
@@ -113,9 +163,11 @@ def _read_mask(path: Path, shape: tuple[int, int] | None) -> torch.Tensor | None
     """Lesion mask as bool ``(1, H, W)``; None (no localisation) if unreadable or of another size
     (``shape`` None: not checked here)."""
     try:
-        with Image.open(path) as im:
-            mask = np.asarray(im.convert("L")) > 0
-    except (OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                mask = np.asarray(im.convert("L")) > 0
+    except Exception:  # noqa: BLE001 - any unreadable mask (even a decompression bomb): none
         return None
     if shape is not None and mask.shape != shape:
         return None
@@ -133,23 +185,54 @@ class _DecodeDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> DecodedInput:
+        try:
+            return self._decode(index)
+        except Exception as error:  # noqa: BLE001 - a bug or resource error: one row, not a crash
+            return DecodedInput(index, [], [], [], retry=True,
+                                error=f"could not be decoded: {type(error).__name__}")
+
+    def _decode(self, index: int) -> DecodedInput:
         item = self.items[index]
-        if self.jpeg_as_bytes and sniff_file(item.path) == "jpeg":
+        if item.error is not None:
+            return DecodedInput(index, [], [], [], error=item.error, retry=True)
+        try:
+            data = read_file_bytes(item.path)
+        except ImageReadError as error:  # the file system, not the content: retried next run
+            return DecodedInput(index, [], [], [], error=error.reason, retry=True)
+        sha = hashlib.sha256(data).hexdigest()
+        if self.jpeg_as_bytes and sniff_bytes(data[:132]) == "jpeg":
             mask_path = _mask_file(item, None)
             return DecodedInput(index, [], [], [_read_mask(mask_path, None) if mask_path else None],
-                                jpeg=item.path.read_bytes())
+                                jpeg=data, sha256=sha)
         try:
-            images = read_frames(item.path, include_phi=self.include_phi)
-        except ImageReadError as error:
-            return DecodedInput(index, [], [], [], error=error.reason)
+            images = decode_image_bytes(data, item.path, include_phi=self.include_phi)
+        except ImageReadError as error:  # about these bytes: final, like the bytes themselves
+            return DecodedInput(index, [], [], [], error=error.reason, sha256=sha)
+        del data
         multi = len(images) > 1
         masks = []
         for k, image in enumerate(images):
             mask_path = _mask_file(item, k if multi else None)
             masks.append(_read_mask(mask_path, tuple(image.pixels.shape[-2:]))
                          if mask_path else None)
-        return DecodedInput(index, [im.pixels for im in images], [im.metadata for im in images],
-                            masks)
+        # One tensor for all frames: one shared-memory handle to pass back, however many frames.
+        frames = torch.stack([im.pixels for im in images])
+        return DecodedInput(index, frames, [im.metadata for im in images], masks, sha256=sha)
+
+
+def adopt_hashes(batch: Sequence[DecodedInput], shas: dict[int, str], keys: dict[int, str],
+                 settings_key: str) -> None:
+    """Key each input's work by the hash of the bytes its worker decoded.
+
+    The audit hashes every file before decoding (to find finished work); a file replaced in
+    between is stored under the hash of what was decoded, never under the first content's hash.
+    """
+    from medig.audit.store import record_key
+
+    for d in batch:
+        if d.sha256 is not None and d.sha256 != shas.get(d.index):
+            shas[d.index] = d.sha256
+            keys[d.index] = record_key(d.sha256, settings_key)
 
 
 def _collate(batch: list[DecodedInput]) -> list[DecodedInput]:
@@ -157,14 +240,133 @@ def _collate(batch: list[DecodedInput]) -> list[DecodedInput]:
 
 
 def make_loader(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], workers: int,
-                include_phi: bool = False, jpeg_as_bytes: bool = False) -> DataLoader:
+                include_phi: bool = False, jpeg_as_bytes: bool = False,
+                timeout_s: float = 0.0) -> DataLoader:
     """A DataLoader that decodes the given batches of ``items`` (indices) in ``workers`` processes.
 
     Each :class:`DecodedInput`'s ``index`` is the item's index in ``items``. With
-    ``jpeg_as_bytes`` JPEG files come back undecoded, for nvJPEG on the GPU.
+    ``jpeg_as_bytes`` JPEG files come back undecoded, for nvJPEG on the GPU. ``timeout_s`` (with
+    workers) makes waiting for a batch raise instead of hanging; :func:`decode_batches` uses it.
     """
     return DataLoader(
         _DecodeDataset(items, include_phi, jpeg_as_bytes), batch_sampler=[list(b) for b in batches],
         num_workers=workers, collate_fn=_collate, persistent_workers=False,
-        prefetch_factor=2 if workers > 0 else None,
+        prefetch_factor=2 if workers > 0 else None, timeout=timeout_s if workers > 0 else 0.0,
     )
+
+
+def _shutdown(iterator: object, failed: bool = False) -> None:
+    """Stop a DataLoader iterator's workers now, not at garbage collection; after a failure the
+    workers are terminated first (a hung one would otherwise be waited for)."""
+    if failed:
+        for worker in getattr(iterator, "_workers", ()):
+            try:
+                if worker.is_alive():
+                    worker.terminate()
+            except Exception:  # noqa: BLE001, S110 - best effort
+                pass
+    stop = getattr(iterator, "_shutdown_workers", None)
+    if stop is not None:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001, S110 - best effort: the workers are daemons anyway
+            pass
+
+
+def _failure_reason(error: BaseException, timeout_s: float) -> str:
+    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
+        return f"decoding took longer than {timeout_s:g} s (the decoder hung; retried next run)"
+    return "the decoding process died (crashed or killed, e.g. out of memory; retried next run)"
+
+
+def _isolated(items: Sequence[AuditInput], indices: Sequence[int], include_phi: bool,
+              jpeg_as_bytes: bool, timeout_s: float) -> list[DecodedInput]:
+    """Decode each of ``indices`` alone in a fresh worker: the one that kills or hangs its worker
+    becomes an error row, the others decode normally."""
+    out = []
+    for i in indices:
+        iterator = iter(make_loader(items, [[i]], 1, include_phi, jpeg_as_bytes,
+                                    min(_POLL_S, timeout_s)))
+        failed = False
+        try:
+            out.extend(_next_within(iterator, timeout_s))
+        except Exception as error:  # noqa: BLE001 - the worker died or hung on this file
+            failed = True
+            out.append(DecodedInput(i, [], [], [], error=_failure_reason(error, timeout_s),
+                                    retry=True))
+        finally:
+            _shutdown(iterator, failed)
+    return out
+
+
+def _synchronous_worker_errors() -> None:
+    """Keep a dead worker from raising inside whatever the main thread is doing.
+
+    PyTorch installs a SIGCHLD handler that raises ``RuntimeError`` asynchronously, anywhere in
+    the main thread (in the middle of an explanation or a progress-bar update), when a worker
+    dies. Without it, the death is noticed where :func:`decode_batches` waits for a batch, which
+    turns it into error rows. Best effort: a private flag of ``torch.utils.data``.
+    """
+    try:
+        from torch.utils.data._utils import signal_handling
+    except ImportError:  # pragma: no cover
+        return
+    if hasattr(signal_handling, "_SIGCHLD_handler_set"):
+        signal_handling._SIGCHLD_handler_set = True
+
+
+def _next_within(iterator: Iterator[list[DecodedInput]], budget_s: float) -> list[DecodedInput]:
+    """The next batch; polls so a dead worker is noticed within :data:`_POLL_S`, and raises
+    ``TimeoutError`` once ``budget_s`` is spent (the DataLoader's own ``timeout`` raises on every
+    poll interval without changing the iterator's state, so waiting again is safe)."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            return next(iterator)
+        except RuntimeError as error:
+            if "timed out" not in str(error) or time.monotonic() >= deadline:
+                raise
+            # not yet over budget: keep waiting for this batch
+
+
+def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]], workers: int,
+                   include_phi: bool = False, jpeg_as_bytes: bool = False,
+                   timeout_s: float | None = None) -> Iterator[list[DecodedInput]]:
+    """The decoded batches, in order, whatever happens to the decoding workers.
+
+    With ``workers > 0`` a batch whose worker dies (a decoder crash, the out-of-memory killer) or
+    takes longer than ``timeout_s`` per file (default :data:`DECODE_TIMEOUT_S`) is decoded again
+    file by file, each in a fresh worker; a file that still kills or hangs its worker gets an error
+    row (``retry``), and the remaining batches continue with a fresh DataLoader. The audit never
+    waits forever on a worker. With ``workers == 0`` files decode in this process, bounded by the
+    reader's limits (:data:`medig.io.MAX_PIXELS`, :data:`medig.io.MAX_FRAMES`, ...).
+    """
+    timeout = DECODE_TIMEOUT_S if timeout_s is None else float(timeout_s)
+    batches = [list(b) for b in batches if b]
+    if workers <= 0:
+        dataset = _DecodeDataset(items, include_phi, jpeg_as_bytes)
+        for batch in batches:
+            yield [dataset[i] for i in batch]
+        return
+    _synchronous_worker_errors()
+    pos = 0
+    while pos < len(batches):
+        iterator = iter(make_loader(items, batches[pos:], workers, include_phi, jpeg_as_bytes,
+                                    min(_POLL_S, timeout)))
+        failed = False
+        try:
+            while pos < len(batches):
+                try:
+                    batch = _next_within(iterator, timeout * len(batches[pos]))
+                except StopIteration:
+                    return
+                except Exception:  # noqa: BLE001 - a worker died or hung (decoding never raises)
+                    failed = True
+                    break
+                pos += 1
+                yield batch
+        finally:
+            _shutdown(iterator, failed)
+        if failed:
+            yield _isolated(items, batches[pos], include_phi, jpeg_as_bytes, timeout)
+            pos += 1

@@ -38,13 +38,14 @@ from medig.audit.finalise import (
     read_rank_reports,
     write_rank_report,
 )
-from medig.audit.inputs import AuditInput, collect_inputs, make_loader
+from medig.audit.inputs import AuditInput, adopt_hashes, collect_inputs, decode_batches
+from medig.audit.lock import OutputLock
 from medig.audit.manifest import read_manifest, write_manifest
 from medig.audit.progress import Progress
 from medig.audit.settings import AuditSettings
 from medig.audit.steps import audit_steps
-from medig.audit.store import WorkStore, record_key
-from medig.utils import atomic_write, sha256_file
+from medig.audit.store import WorkStore, record_key, unreadable_key
+from medig.utils import atomic_write, remove_stale_temporaries, sha256_file
 
 __all__ = ["AuditError", "AuditSummary", "SettingsChangedError", "finalise_audit", "run_audit"]
 
@@ -56,8 +57,8 @@ def _hash_items(items: Sequence[AuditInput]) -> list[str]:
     def one(item: AuditInput) -> str:
         try:
             return sha256_file(item.path)
-        except OSError:
-            return "unreadable"
+        except OSError:  # never final: a key of its own, retried by the next run
+            return unreadable_key(item.rel)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(one, items))
@@ -80,8 +81,14 @@ def _clear_previous_audit(out_dir: Path) -> None:
     """Remove a forced-over audit's work and images, so nothing stale mixes with the new one."""
     import shutil
 
-    for name in (".medig", "overlays", "attributions"):
+    for name in ("overlays", "attributions"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
+    work = out_dir / ".medig"
+    for entry in work.iterdir() if work.is_dir() else ():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name != "lock":  # the output lock this audit holds stays
+            entry.unlink(missing_ok=True)
 
 
 def run_audit(
@@ -123,7 +130,19 @@ def run_audit(
     requested = settings.device
     device_type = "cpu" if requested == "cpu" or not torch.cuda.is_available() else "cuda"
     ctx = init_distributed(device_type)
+    lock = OutputLock(out)
     try:
+        # One audit per --out: rank 0 locks it for the whole job and tells the other ranks.
+        refused = None
+        if ctx.is_main:
+            try:
+                lock.acquire()
+                remove_stale_temporaries(out)  # left by a killed run: nobody else writes here
+            except AuditError as error:
+                refused = error
+        refused = broadcast(ctx, refused)
+        if refused is not None:
+            raise refused
         device = device_for(ctx, requested)
         if device.type == "cpu" and (settings.threads or ctx.local_world_size > 1):
             # Share the cores between the ranks of a node instead of oversubscribing them.
@@ -172,9 +191,10 @@ def run_audit(
         # JPEGs decode on the GPU (nvJPEG, batched) when the audit runs on one.
         jpeg_on_device = (settings.jpeg_on_device if settings.jpeg_on_device is not None
                           else device.type == "cuda")
-        loader = make_loader(items, todo, settings.workers, settings.include_phi, jpeg_on_device)
         computed = 0
-        for batch in loader:
+        for batch in decode_batches(items, todo, settings.workers, settings.include_phi,
+                                    jpeg_on_device):
+            adopt_hashes(batch, shas, keys, settings.key())  # the bytes decoded, if changed
             auditor.audit_batch(batch, items, shas)
             computed += len(batch)
             bar.update(len(batch))
@@ -204,6 +224,7 @@ def run_audit(
         summary.seconds = time.monotonic() - t0
         return summary
     finally:
+        lock.release()
         shutdown(ctx)
 
 

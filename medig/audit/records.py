@@ -160,8 +160,11 @@ def write_results(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
                   class_names: Sequence[str] = ()) -> None:
     """Write ``results.jsonl`` and ``results.csv`` in ``out_dir`` atomically."""
     out = Path(out_dir)
-    atomic_write(out / "results.jsonl", results_jsonl(rows))
-    atomic_write(out / "results.csv", results_csv(rows, class_names))
+    # Paths are escaped already (medig.audit.store.row_path); "backslashreplace" keeps any other
+    # text quoting a non-UTF-8 name writable instead of failing the whole audit.
+    atomic_write(out / "results.jsonl", results_jsonl(rows).encode("utf-8", "backslashreplace"))
+    atomic_write(out / "results.csv",
+                 results_csv(rows, class_names).encode("utf-8", "backslashreplace"))
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:

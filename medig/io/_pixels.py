@@ -22,6 +22,8 @@ import torch
 
 __all__ = ["bits_top", "scale_to_uint8", "to_rgb_tensor"]
 
+_CHUNK = 1 << 22  # samples converted at a time (32 MB of int64 work)
+
 
 def bits_top(bits: int) -> int:
     """Largest sample value of a declared bit depth (1..32)."""
@@ -39,14 +41,21 @@ def scale_to_uint8(arr: np.ndarray, top: int, offset: int = 0) -> np.ndarray:
     if arr.dtype.kind not in "iub":
         raise TypeError(f"expected integer samples, got {arr.dtype}")
     top = max(int(top), 1)
-    work = arr.astype(np.int64)
-    if offset:
-        work += offset
-    np.clip(work, 0, top, out=work)
-    if top == 255:
-        return work.astype(np.uint8)
-    # Integer arithmetic: exact round-half-up of v * 255 / top, no float32 precision loss at 32 bit.
-    return ((work * 255 * 2 + top) // (2 * top)).astype(np.uint8)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    src = arr.reshape(-1)
+    dst = out.reshape(-1)
+    # In chunks: an int64 copy of a 100-megapixel RGB frame alone would be 2.4 GB.
+    for start in range(0, src.size, _CHUNK):
+        work = src[start : start + _CHUNK].astype(np.int64)
+        if offset:
+            work += offset
+        np.clip(work, 0, top, out=work)
+        if top != 255:
+            # Integer arithmetic: exact round-half-up of v * 255 / top, no float32 precision
+            # loss at 32 bit.
+            work = (work * 255 * 2 + top) // (2 * top)
+        dst[start : start + _CHUNK] = work
+    return out
 
 
 def to_rgb_tensor(arr: np.ndarray) -> torch.Tensor:

@@ -7,6 +7,11 @@ device decodes the batch in one nvJPEG call. Headers are parsed first (Pillow re
 markers) for the decompression-bomb limit and the EXIF orientation, which nvJPEG ignores and is
 therefore applied here with tensor flips/rotations on either device, matching
 :func:`medig.io.read_image`. CMYK JPEGs, which nvJPEG does not convert, are decoded on the CPU.
+
+The same refusals as :func:`medig.io.read_image` apply before any pixel is decoded: the size
+limits of :func:`medig.io._image.shape_reason`, and scans cut short (:mod:`medig.io.codestream`),
+which libjpeg would fill with grey and only warn about on the C ``stderr``; such warnings that
+still get through ("Premature end of JPEG file") make the item an error as well.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from medig.io._image import MAX_PIXELS, ImageReadError, too_large_reason
-from medig.io._quiet import quiet
+from medig.io._image import ImageReadError, shape_reason, too_large_reason
+from medig.io._quiet import captured_stderr, quiet
+from medig.io.codestream import CodestreamError, jpeg_info
 
-__all__ = ["apply_exif_orientation", "decode_jpeg_batch"]
+__all__ = ["apply_exif_orientation", "decode_jpeg_batch", "libjpeg_reports_truncation"]
 
 _ORIENTATION_TAG = 0x0112
 
@@ -62,18 +68,58 @@ def _header(data: bytes, name: str) -> tuple[str, int]:
         raise ImageReadError(name, too_large_reason(None)) from None
     except Exception:  # noqa: BLE001
         raise ImageReadError(name, "corrupt JPEG header (not decodable)") from None
-    if width * height > MAX_PIXELS:
-        raise ImageReadError(name, too_large_reason(width * height))
+    refused = shape_reason(width, height)
+    if refused:
+        raise ImageReadError(name, refused)
+    try:
+        jpeg_info(data)
+    except CodestreamError as error:
+        if error.truncated:
+            raise ImageReadError(name, error.reason) from None
     return mode, orientation
+
+
+_TRUNCATION_WARNINGS = ("premature end", "truncated")
+
+
+def _warned_truncated(messages: list[str]) -> bool:
+    text = " ".join(messages).lower()
+    return any(w in text for w in _TRUNCATION_WARNINGS)
+
+
+def libjpeg_reports_truncation(data: bytes) -> bool:
+    """Whether libjpeg-turbo (torchvision's CPU decoder) finds an 8-bit JPEG stream cut short.
+
+    A scan whose data ends early, even with an end-of-image marker after it (a chunk cut out of
+    the file), decodes "successfully" with the rest painted grey; libjpeg says so only in a
+    warning that Pillow and pydicom's plugins swallow, so the readers ask libjpeg-turbo here before
+    decoding. Other decoder complaints are left to the decoder that reads the pixels.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return False
+    tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        with warnings.catch_warnings(), captured_stderr() as messages:
+            warnings.simplefilter("ignore")
+            decode_jpeg(tensor, mode=ImageReadMode.UNCHANGED)
+    except Exception as error:  # noqa: BLE001
+        return "truncated" in str(error).lower()
+    return _warned_truncated(messages)
 
 
 def _decode_cpu(data: torch.Tensor, name: str) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB)
+        with captured_stderr() as messages:
+            image = decode_jpeg(data, mode=ImageReadMode.RGB)
     except Exception:  # noqa: BLE001
         raise ImageReadError(name, "corrupt or truncated JPEG data (decoding failed)") from None
+    if _warned_truncated(messages):
+        raise ImageReadError(name, "truncated JPEG data (the decoder reached the end early)")
+    return image
 
 
 def decode_jpeg_batch(
@@ -122,11 +168,13 @@ def decode_jpeg_batch(
     on_gpu = [i for i, (mode, _) in enumerate(headers) if device.type == "cuda" and mode != "CMYK"]
     if on_gpu:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), captured_stderr() as messages:
                 warnings.simplefilter("ignore")  # torchvision's decode_jpeg deprecation notice
                 decoded = decode_jpeg(
                     [tensors[i] for i in on_gpu], mode=ImageReadMode.RGB, device=device
                 )
+            if _warned_truncated(messages):
+                raise RuntimeError("truncated")
         except Exception:  # noqa: BLE001
             # nvJPEG fails the whole batch: find (and name) the bad item with the CPU decoder.
             with warnings.catch_warnings():

@@ -17,7 +17,7 @@ struct.error, ...), so decoder calls catch ``Exception`` and raise :class:`Image
 
 from __future__ import annotations
 
-import os
+import io
 import struct
 from typing import Any
 
@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from medig.io._image import MAX_PIXELS, ImageReadError, too_large_reason
+from medig.io._image import ImageReadError, shape_reason, too_large_reason
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
-from medig.io._quiet import quiet
+from medig.io._quiet import captured_stderr, quiet
+from medig.io.codestream import CodestreamError, jpeg_info
+from medig.io.jpeg import libjpeg_reports_truncation
 
 __all__ = ["read_raster"]
 
@@ -37,28 +39,27 @@ _TIFF_MAX_SAMPLE_VALUE = 281
 _TIFF_BITS_PER_SAMPLE = 258
 
 
-def _png_significant_bits(path: str | os.PathLike) -> int | None:
+def _png_significant_bits(data: bytes) -> int | None:
     """The PNG ``sBIT`` chunk's significant bits (largest channel), if the file declares them.
 
     Pillow does not expose sBIT; a 12-bit camera sensor saved as 16-bit PNG declares 12 here.
     """
-    with open(path, "rb") as fh:
-        fh.seek(8)
-        for _ in range(64):  # sBIT must precede IDAT; stop early on odd files
-            header = fh.read(8)
-            if len(header) < 8:
-                return None
-            length, ctype = struct.unpack(">I4s", header)
-            if ctype == b"sBIT":
-                values = fh.read(min(length, 4))
-                return max(values) if values else None
-            if ctype in (b"IDAT", b"IEND"):
-                return None
-            fh.seek(length + 4, os.SEEK_CUR)
+    pos = 8
+    for _ in range(64):  # sBIT must precede IDAT; stop early on odd files
+        header = data[pos : pos + 8]
+        if len(header) < 8:
+            return None
+        length, ctype = struct.unpack(">I4s", header)
+        if ctype == b"sBIT":
+            values = data[pos + 8 : pos + 8 + min(length, 4)]
+            return max(values) if values else None
+        if ctype in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
     return None
 
 
-def _declared_top(im: Image.Image, fmt: str, path: str | os.PathLike) -> int:
+def _declared_top(im: Image.Image, fmt: str, data: bytes) -> int:
     """Declared maximum sample value of a >8-bit integer greyscale image."""
     if fmt == "tiff":
         tags = getattr(im, "tag_v2", {})
@@ -69,13 +70,13 @@ def _declared_top(im: Image.Image, fmt: str, path: str | os.PathLike) -> int:
             if isinstance(value, int) and value > 0:
                 return bits_top(value) if as_bits else value
     if fmt == "png":
-        bits = _png_significant_bits(path)
+        bits = _png_significant_bits(data)
         if bits and 1 <= bits <= 16:
             return bits_top(bits)
     return bits_top(16)  # PNG's deepest samples; also Pillow's "I;16" container
 
 
-def _frame_to_rgb(im: Image.Image, fmt: str, path: str | os.PathLike) -> tuple[torch.Tensor, int]:
+def _frame_to_rgb(im: Image.Image, fmt: str, data: bytes) -> tuple[torch.Tensor, int]:
     """Decoded Pillow frame -> ((3, H, W) uint8, declared bits of the source samples)."""
     mode = im.mode
     if mode == "1":
@@ -85,7 +86,7 @@ def _frame_to_rgb(im: Image.Image, fmt: str, path: str | os.PathLike) -> tuple[t
     if mode in ("L", "LA", "RGB", "RGBA", "RGBX"):
         return to_rgb_tensor(np.asarray(im)), 8
     if mode == "I" or mode.startswith("I;16"):
-        top = _declared_top(im, fmt, path)
+        top = _declared_top(im, fmt, data)
         return to_rgb_tensor(scale_to_uint8(np.asarray(im), top)), top.bit_length()
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
@@ -95,9 +96,35 @@ def _frame_to_rgb(im: Image.Image, fmt: str, path: str | os.PathLike) -> tuple[t
     raise TypeError(mode)
 
 
-def _open(path: str | os.PathLike, display: str, fmt: str) -> Image.Image:
+def _check_jpeg_stream(data: bytes, display: str) -> None:
+    """Refuse a JPEG whose scans are cut short before Pillow fills the rest with grey.
+
+    libjpeg only *warns* when the entropy-coded data ends early (a truncated file that still has
+    an end-of-image marker, or a frame header that claims more pixels than the data holds) and
+    Pillow ignores its warnings: the stream's structure is checked first (cheap, see
+    :mod:`medig.io.codestream`), then libjpeg-turbo is asked. Other structural problems are left
+    to Pillow, which reads many slightly malformed camera files.
+    """
     try:
-        return Image.open(path, formats=[_PIL_FORMAT[fmt]])
+        jpeg_info(data)
+    except CodestreamError as error:
+        if error.truncated:
+            raise ImageReadError(display, error.reason) from None
+    if libjpeg_reports_truncation(data):
+        raise ImageReadError(display, "truncated JPEG data (the decoder reached the end early)")
+
+
+_TRUNCATION_WORDS = ("premature end", "truncat", "read error", "unexpected end")
+
+
+def _reports_truncation(messages: list[str]) -> bool:
+    text = " ".join(messages).lower()
+    return any(word in text for word in _TRUNCATION_WORDS)
+
+
+def _open(data: bytes, display: str, fmt: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=[_PIL_FORMAT[fmt]])
     except Image.DecompressionBombError:
         raise ImageReadError(display, too_large_reason(None)) from None
     except Exception:  # noqa: BLE001
@@ -105,19 +132,22 @@ def _open(path: str | os.PathLike, display: str, fmt: str) -> Image.Image:
 
 
 def read_raster(
-    path: str | os.PathLike, display: str, fmt: str, frame: int | None
+    data: bytes, display: str, fmt: str, frame: int | None
 ) -> tuple[dict[str, Any], list[tuple[int, torch.Tensor, dict[str, Any]]]]:
-    """Decode a JPEG/PNG/TIFF file (its only frame: ``frame`` must be ``None`` or 0).
+    """Decode a JPEG/PNG/TIFF file's content (its only frame: ``frame`` must be ``None`` or 0).
 
     Returns the file-level metadata and ``(index, pixels, frame_metadata)`` triples. Raises
     :class:`~medig.io.ImageReadError` naming ``display`` for every failure.
     """
     with quiet():
-        im = _open(path, display, fmt)
+        im = _open(data, display, fmt)
         with im:
             width, height = im.size
-            if width * height > MAX_PIXELS:  # header only: nothing decoded yet
-                raise ImageReadError(display, too_large_reason(width * height))
+            refused = shape_reason(width, height)  # header only: nothing decoded yet
+            if refused:
+                raise ImageReadError(display, refused)
+            if fmt == "jpeg":
+                _check_jpeg_stream(data, display)
             if frame not in (None, 0):
                 raise ImageReadError(
                     display, f"frame index {frame} out of range (file has 1 frame)"
@@ -128,12 +158,18 @@ def read_raster(
                     metadata["pages"] = int(getattr(im, "n_frames", 1))
                 except Exception:  # noqa: BLE001
                     raise ImageReadError(display, "corrupt TIFF page directory") from None
-            pixels, frame_meta = _decode_frame(im, fmt, path, display)
+            # libtiff and libjpeg print their warnings straight to the C stderr: caught here, so
+            # a hostile file leaves no noise on the console; a cut-short strip is an error.
+            with captured_stderr() as messages:
+                pixels, frame_meta = _decode_frame(im, fmt, data, display)
+            if _reports_truncation(messages):
+                raise ImageReadError(display, f"truncated {fmt.upper()} data (the decoder "
+                                              "reached the end early)")
     return metadata, [(0, pixels, frame_meta)]
 
 
 def _decode_frame(
-    im: Image.Image, fmt: str, path: str | os.PathLike, display: str
+    im: Image.Image, fmt: str, data: bytes, display: str
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     where = display
     try:
@@ -146,7 +182,7 @@ def _decode_frame(
         kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
         raise ImageReadError(where, f"{kind} {fmt.upper()} data (decoding failed)") from None
     try:
-        pixels, bits = _frame_to_rgb(rotated, fmt, path)
+        pixels, bits = _frame_to_rgb(rotated, fmt, data)
     except ValueError:
         raise ImageReadError(
             where, "floating-point pixels outside [0, 1] have no defined 8-bit mapping"

@@ -3,26 +3,26 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from typing import Any
 
-from medig.io._image import IMAGE_EXTENSIONS, FundusImage, ImageReadError
+from medig.io._image import IMAGE_EXTENSIONS, MAX_FILE_BYTES, FundusImage, ImageReadError
 from medig.io.dicom import read_dicom
 from medig.io.raster import read_raster
-from medig.io.sniff import HEADER_BYTES, SUPPORTED_FORMATS, sniff_bytes
+from medig.io.sniff import FORMAT_NAMES, HEADER_BYTES, SUPPORTED_FORMATS, sniff_bytes
 
-__all__ = ["read_frames", "read_image"]
+__all__ = ["decode_image_bytes", "read_file_bytes", "read_frames", "read_image"]
 
 _FRAME_SUFFIX = re.compile(r"^(?P<file>.+)#(?P<frame>[^#/\\]*)$")
 
 
 def _split_frame(path: str | os.PathLike) -> tuple[str, int | None]:
     """``"a.dcm#3"`` -> ``("a.dcm", 3)``; a file whose real name contains ``#`` wins."""
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    if os.path.exists(text):
+    text = os.fsdecode(os.fspath(path))
+    if os.path.lexists(text):
         return text, None
     match = _FRAME_SUFFIX.match(text)
     if match and os.path.isfile(match["file"]):
@@ -35,21 +35,116 @@ def _split_frame(path: str | os.PathLike) -> tuple[str, int | None]:
     return text, None
 
 
-def _read(path: str | os.PathLike, include_phi: bool, all_frames: bool) -> list[FundusImage]:
-    source, frame = _split_frame(path)
-    if not os.path.exists(source):
-        raise ImageReadError(source, "no such file")
-    if os.path.isdir(source):
-        raise ImageReadError(source, "is a directory, not an image file")
-    try:
-        size = os.path.getsize(source)
-        with open(source, "rb") as fh:
-            head = fh.read(HEADER_BYTES)
-    except OSError as exc:
-        raise ImageReadError(source, f"cannot open file ({exc.strerror or 'I/O error'})") from None
-    if size == 0:
-        raise ImageReadError(source, "empty file (0 bytes)")
+_KIND = (
+    (stat.S_ISFIFO, "FIFO, a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this mode is not read, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not an image file"
+    for test, kind in _KIND:
+        if test(mode):
+            return f"not a regular file ({kind}): not read"
+    return "not a regular file: not read"
+
+
+def _open_error(path: str, exc: OSError) -> str:
+    if exc.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist)" if os.path.islink(path) \
+            else "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (the link points back to itself)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "cannot open file (permission denied)"
+    return f"cannot open file ({exc.strerror or 'I/O error'})"
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The whole content of a regular file, read once (then hashed and decoded from memory).
+
+    Only regular files are opened: a FIFO, socket or device (``/dev/zero``) is refused from its
+    ``stat`` (opening a FIFO blocks, reading ``/dev/zero`` never ends), and the check is repeated on
+    the open descriptor so a file swapped in between is refused too.
+
+    Raises
+    ------
+    ImageReadError
+        Missing file, broken symbolic link, link loop, directory, non-regular file, permission
+        denied, I/O error, or a file above :data:`medig.io.MAX_FILE_BYTES`. These are about the
+        file system, not the content: the audit retries them on its next run.
+    """
+    text = os.fsdecode(os.fspath(path))
+    try:
+        reason = _not_regular(os.stat(text).st_mode)
+    except OSError as exc:
+        raise ImageReadError(text, _open_error(text, exc)) from None
+    if reason:
+        raise ImageReadError(text, reason)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(text, flags)
+    except OSError as exc:
+        raise ImageReadError(text, _open_error(text, exc)) from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            reason = _not_regular(info.st_mode)
+            if reason:
+                raise ImageReadError(text, reason)
+            if info.st_size > MAX_FILE_BYTES:
+                raise ImageReadError(text, file_too_large_reason(info.st_size))
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ImageReadError(text, f"cannot read file ({exc.strerror or 'I/O error'})") from None
+    if len(data) > MAX_FILE_BYTES:  # grew while being read
+        raise ImageReadError(text, file_too_large_reason(len(data)))
+    return data
+
+
+def file_too_large_reason(size: int) -> str:
+    return (f"file too large ({size:,} bytes): refusing to read more than "
+            f"medig.io.MAX_FILE_BYTES = {MAX_FILE_BYTES:,} bytes")
+
+
+def decode_image_bytes(
+    data: bytes,
+    path: str | os.PathLike,
+    *,
+    include_phi: bool = False,
+    frame: int | None = None,
+    all_frames: bool = True,
+) -> list[FundusImage]:
+    """Decode a file's content, already read into memory (see :func:`read_file_bytes`).
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    path : str or path-like
+        The file's name: for errors, for ``FundusImage.path`` and for the extension check.
+    include_phi : bool
+        See :func:`read_image`.
+    frame : int, optional
+        Only this frame (0-based) of a multi-frame DICOM.
+    all_frames : bool
+        Every frame (as :func:`read_frames`); False refuses a multi-frame file without ``frame``.
+
+    Raises
+    ------
+    ImageReadError
+        For every content that is not a readable image; the reason depends on the bytes alone.
+    """
+    source = os.fsdecode(os.fspath(path))
+    if not data:
+        raise ImageReadError(source, "empty file (0 bytes)")
+    head = bytes(data[:HEADER_BYTES])
     fmt = sniff_bytes(head)
     ext = os.path.splitext(source)[1].lower()
     claimed = IMAGE_EXTENSIONS.get(ext)
@@ -60,13 +155,16 @@ def _read(path: str | os.PathLike, include_phi: bool, all_frames: bool) -> list[
             source, "not a supported image (content is not JPEG, PNG, TIFF or DICOM)"
         )
     if fmt not in SUPPORTED_FORMATS:
+        named = f"named {ext}; " if claimed else ""
         raise ImageReadError(
-            source, f"unsupported image format {fmt.upper()} (supported: JPEG, PNG, TIFF, DICOM)"
+            source,
+            f"unsupported image format {FORMAT_NAMES.get(fmt, fmt.upper())} "
+            f"({named}supported: JPEG, PNG, TIFF, DICOM)",
         )
 
     if fmt == "dicom":
         file_meta, frames = read_dicom(
-            source,
+            data,
             source,
             frame,
             include_phi=include_phi,
@@ -74,7 +172,7 @@ def _read(path: str | os.PathLike, include_phi: bool, all_frames: bool) -> list[
             expect_single=not all_frames,
         )
     else:
-        file_meta, frames = read_raster(source, source, fmt, frame)
+        file_meta, frames = read_raster(data, source, fmt, frame)
 
     images = []
     for k, pixels, frame_meta in frames:
@@ -89,6 +187,13 @@ def _read(path: str | os.PathLike, include_phi: bool, all_frames: bool) -> list[
         name = source if file_meta["frames"] == 1 else f"{source}#{k}"
         images.append(FundusImage(pixels=pixels, path=name, metadata=metadata))
     return images
+
+
+def _read(path: str | os.PathLike, include_phi: bool, all_frames: bool) -> list[FundusImage]:
+    source, frame = _split_frame(path)
+    data = read_file_bytes(source)
+    return decode_image_bytes(data, source, include_phi=include_phi, frame=frame,
+                              all_frames=all_frames)
 
 
 def read_image(path: str | os.PathLike, include_phi: bool = False) -> FundusImage:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 
-__all__ = ["HEADER_BYTES", "SUPPORTED_FORMATS", "sniff_bytes", "sniff_file"]
+__all__ = ["FORMAT_NAMES", "HEADER_BYTES", "SUPPORTED_FORMATS", "sniff_bytes", "sniff_file"]
 
 #: How many leading bytes :func:`sniff_bytes` needs (the DICOM magic sits at offset 128).
 HEADER_BYTES = 132
@@ -26,7 +27,40 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF89a", "gif"),
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
     (b"\xff\x4f\xff\x51", "jpeg2000"),  # raw J2K codestream
+    (b"\xff\x0a", "jpegxl"),  # JPEG XL codestream
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "jpegxl"),
+    (b"%PDF-", "pdf"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    (b"8BPS", "psd"),
+    (b"\x76\x2f\x31\x01", "openexr"),
 )
+
+#: How recognised formats are named in error messages.
+FORMAT_NAMES: dict[str, str] = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "tiff": "TIFF",
+    "dicom": "DICOM",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "webp": "WebP",
+    "heif": "HEIF/HEIC",
+    "avif": "AVIF",
+    "jpeg2000": "JPEG 2000",
+    "jpegxl": "JPEG XL",
+    "pdf": "PDF",
+    "zip": "ZIP archive",
+    "gzip": "gzip archive",
+    "psd": "Photoshop PSD",
+    "openexr": "OpenEXR",
+}
+
+# ISO base media file brands of still-image formats (HEIF, AVIF), at offset 8 after "ftyp".
+_FTYP_BRANDS = {
+    b"heic": "heif", b"heix": "heif", b"hevc": "heif", b"heim": "heif", b"heis": "heif",
+    b"mif1": "heif", b"msf1": "heif", b"avif": "avif", b"avis": "avif",
+}
 
 # Two-letter DICOM value representations, for recognising preamble-less explicit-VR files.
 _VRS = frozenset(
@@ -69,13 +103,18 @@ def sniff_bytes(head: bytes) -> str | None:
     -------
     str or None
         ``"jpeg"``, ``"png"``, ``"tiff"`` or ``"dicom"`` for supported formats, the name of a
-        recognised unsupported format (``"bmp"``, ``"gif"``, ``"jpeg2000"``), or ``None``.
+        recognised unsupported format (``"bmp"``, ``"gif"``, ``"webp"``, ``"jpeg2000"``, ``"pdf"``,
+        ... see :data:`FORMAT_NAMES`), or ``None``.
     """
     if head[128:132] == b"DICM":
         return "dicom"
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
+        return _FTYP_BRANDS[head[8:12]]
     # "BM" alone is too common a start of text; also require a known BMP info-header size.
     if head[:2] == b"BM" and len(head) >= 18 and head[14] in (12, 40, 52, 56, 64, 108, 124):
         return "bmp"
@@ -87,7 +126,14 @@ def sniff_bytes(head: bytes) -> str | None:
 def sniff_file(path: str | os.PathLike) -> str | None:
     """Format of the file at ``path`` from its content (see :func:`sniff_bytes`).
 
-    Raises ``OSError`` if the file cannot be opened; returns ``None`` for an empty file.
+    Raises ``OSError`` if the file cannot be opened; returns ``None`` for an empty file and for
+    anything that is not a regular file (a FIFO or a device is never opened: reading one blocks
+    or never ends).
     """
-    with open(path, "rb") as fh:
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # replaced since the stat above
+            return None
         return sniff_bytes(fh.read(HEADER_BYTES))

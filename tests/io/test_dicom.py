@@ -91,8 +91,9 @@ def test_12_bit_monochrome_scaled_by_bits_stored(make_dicom):
 
 def test_signed_monochrome_shifted_into_range(make_dicom):
     values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
-    image = read_image(make_dicom(values, bits_stored=12, signed=True))
-    assert image.pixels[0, 0].tolist() == [0, 127, 128, 255]
+    tiled = np.tile(values, (16, 4))  # images need medig.io.MIN_SIDE pixels on each side
+    image = read_image(make_dicom(tiled, bits_stored=12, signed=True))
+    assert image.pixels[0, 0, :4].tolist() == [0, 127, 128, 255]
 
 
 def test_multi_frame_frames_are_images_named_with_index(kit, make_dicom):
@@ -319,7 +320,8 @@ def test_phi_only_with_explicit_opt_in(kit, make_dicom):
 
 
 def _assert_no_phi_anywhere(kit, exc: ImageReadError, ds, caplog, capsys) -> None:
-    texts = [str(exc), exc.reason, exc.path, caplog.text, *capsys.readouterr()]
+    texts = [str(exc), exc.reason, exc.path, caplog.text,
+             *(capsys.readouterr() if capsys is not None else ())]
     for value in kit.phi_values(ds):
         assert all(value not in text for text in texts), value
     assert exc.__cause__ is None and exc.__suppress_context__  # no decoder traceback chained
@@ -384,3 +386,178 @@ def test_dicom_cut_inside_the_header_is_truncated_not_pixelless(kit, make_dicom,
     cut.write_bytes(raw[: raw.index(b"\xe0\x7f\x10\x00") - 3])  # stops inside the element before
     with pytest.raises(ImageReadError, match="truncated"):
         read_image(cut)
+
+
+# --------------------------------------------------------------------------- hostile DICOM (issue 12)
+
+
+def _dicom_bytes(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _with_unknown_vr(data: bytes, tag: bytes, vr: bytes) -> bytes:
+    at = data.index(tag + vr)
+    return data[: at + 4] + b"UW" + data[at + 6 :]  # one flipped bit: US -> UW
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr"),
+    [
+        (b"\x28\x00\x00\x01", b"US"),  # BitsAllocated, also read as a default= argument
+        (b"\x28\x00\x04\x00", b"CS"),  # PhotometricInterpretation
+        (b"\x28\x00\x02\x00", b"US"),  # SamplesPerPixel
+    ],
+)
+def test_unknown_vr_is_a_read_error_not_a_crash(kit, tmp_path, caplog, tag, vr):
+    caplog.set_level(logging.DEBUG)
+    ds = kit.build_dicom(kit.rgb_fundus())
+    path = tmp_path / "uw.dcm"
+    path.write_bytes(_with_unknown_vr(_dicom_bytes(ds), tag, vr))
+    with _no_warnings(), pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert info.value.path == str(path)
+    _assert_no_phi_anywhere(kit, info.value, ds, caplog, None)
+
+
+def test_unknown_vr_on_sop_class_of_a_file_without_pixels(kit, tmp_path):
+    ds = kit.build_dicom(kit.rgb_fundus())
+    del ds.PixelData
+    path = tmp_path / "uw_sop.dcm"
+    path.write_bytes(_with_unknown_vr(_dicom_bytes(ds), b"\x08\x00\x16\x00", b"UI"))
+    with pytest.raises(ImageReadError, match="no pixel data"):
+        read_image(path)
+
+
+def test_pixel_data_length_past_the_end_of_the_file_is_truncated(kit, tmp_path):
+    data = bytearray(_dicom_bytes(kit.build_dicom(kit.rgb_fundus())))
+    at = data.index(b"\xe0\x7f\x10\x00OB")
+    length = int.from_bytes(data[at + 8 : at + 12], "little")
+    data[at + 8 : at + 12] = (length + 0xF0000000).to_bytes(4, "little")  # 4 GB past the end
+    path = tmp_path / "long.dcm"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("cut", [140, 200, 300, 400])
+def test_dicom_cut_early_says_truncated_not_pixelless(kit, tmp_path, cut):
+    data = _dicom_bytes(kit.build_dicom(kit.rgb_fundus()))
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(data[:cut])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(path)
+
+
+def test_native_pixel_data_shorter_than_declared(kit, make_dicom):
+    ds = kit.build_dicom(kit.rgb_fundus())
+    ds.NumberOfFrames = 3  # only one frame of pixels follows
+    with pytest.raises(ImageReadError, match="fewer than"):
+        read_frames(make_dicom(None, dataset=ds))
+
+
+def test_frames_per_file_are_limited(kit, make_dicom):
+    from medig.io import MAX_FRAMES
+
+    frames = np.zeros((MAX_FRAMES + 1, 16, 16), np.uint8)
+    with pytest.raises(ImageReadError, match="too many frames"):
+        read_frames(make_dicom(frames, photometric="MONOCHROME2"))
+    ok = np.zeros((3, 16, 16), np.uint8)
+    assert len(read_frames(make_dicom(ok, name="ok.dcm", photometric="MONOCHROME2"))) == 3
+
+
+@pytest.mark.parametrize(("h", "w", "frames"), [(4, 4, 2_000), (1, 1, 20_000)])
+def test_many_tiny_frames_are_refused_before_decoding(make_dicom, h, w, frames):
+    import time
+
+    path = make_dicom(np.zeros((frames, h, w), np.uint8), photometric="MONOCHROME2")
+    start = time.monotonic()
+    with pytest.raises(ImageReadError, match="frames|too small"):
+        read_frames(path)
+    assert time.monotonic() - start < 2.0
+
+
+def _jpeg_dicom(kit):
+    from tests.fuzz.cases import jpeg_dicom
+
+    return jpeg_dicom(kit.rgb_fundus(48, 64))
+
+
+def test_jpeg_dicom_decodes_and_its_stream_matches(kit, make_dicom):
+    image = read_image(make_dicom(None, dataset=_jpeg_dicom(kit)))
+    assert tuple(image.pixels.shape) == (3, 48, 64)
+
+
+def _patch_sof(data: bytes, width: int, height: int) -> bytes:
+    raw = bytearray(data)
+    at = raw.index(b"\xff\xc0")
+    raw[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(raw)
+
+
+def test_jpeg_stream_larger_than_the_dicom_header_is_refused_before_decoding(kit, tmp_path):
+    # The campaign's memory bomb was 60000x60000 in the stream behind a 256x256 header; 2000x2000
+    # shows the same check without letting an unfixed reader allocate gigabytes.
+    path = tmp_path / "bomb.dcm"
+    path.write_bytes(_patch_sof(_dicom_bytes(_jpeg_dicom(kit)), 2000, 2000))
+    with pytest.raises(ImageReadError, match="compressed frame is 2000x2000 .* says 64x48"):
+        read_image(path)
+
+
+def test_jpeg_ls_stream_size_is_checked(tmp_path):
+    source = _wheel_file("MR_small_jpeg_ls_lossless.dcm")
+    raw = bytearray(source.read_bytes())
+    at = raw.index(b"\xff\xf7")  # SOF55
+    raw[at + 5 : at + 9] = (4000).to_bytes(2, "big") + (4000).to_bytes(2, "big")
+    path = tmp_path / "jls.dcm"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ImageReadError, match="4000x4000"):
+        read_image(path)
+
+
+def test_j2k_stream_size_is_checked(kit, make_dicom, tmp_path):
+    path = make_dicom(kit.rgb_fundus(), compress=JPEG2000Lossless)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"\xff\x4f\xff\x51")  # SOC, SIZ
+    raw[at + 8 : at + 16] = (3000).to_bytes(4, "big") + (3000).to_bytes(4, "big")  # Xsiz, Ysiz
+    bad = tmp_path / "j2k.dcm"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(ImageReadError, match="3000x3000"):
+        read_image(bad)
+
+
+def test_jpeg_frame_with_a_chunk_cut_out_is_an_error(kit, make_dicom):
+    # The fragment is well formed and ends with EOI, but its scan stops early: libjpeg paints the
+    # rest grey and only warns.
+    ds = _jpeg_dicom(kit)
+    from pydicom.encaps import generate_frames
+
+    stream = next(generate_frames(ds.PixelData, number_of_frames=1))
+    eoi = stream.rindex(b"\xff\xd9")
+    ds.PixelData = encapsulate([stream[: eoi - 600] + stream[eoi:]])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(make_dicom(None, dataset=ds))
+
+
+def test_decoder_tracebacks_never_reach_the_log(kit, make_dicom, caplog, capsys):
+    # pydicom.pixels.decoders.base logs a traceback for corrupt RLE; only the "pydicom" logger
+    # used to be silenced, and its children propagate to the root handlers.
+    caplog.set_level(logging.DEBUG)
+    ds = kit.build_dicom(kit.rgb_fundus())
+    ds.compress(RLELossless)
+    ds.PixelData = encapsulate([b"\x07" + bytes(40)])
+    with pytest.raises(ImageReadError, match="corrupt pixel data"):
+        read_image(make_dicom(None, dataset=ds))
+    assert not [r for r in caplog.records if r.name.startswith("pydicom")]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_deflated_data_set_is_read_and_its_inflated_size_bounded(monkeypatch):
+    import medig.io.dicom as dicom_module
+
+    path = _wheel_file("image_dfl.dcm")  # Deflated Explicit VR Little Endian
+    assert read_image(path).pixels.shape[0] == 3  # element offsets are not file offsets here
+    monkeypatch.setattr(dicom_module, "MAX_FILE_BYTES", 1000)  # a zip bomb, in miniature
+    with pytest.raises(ImageReadError, match="inflates past"):
+        read_image(path)

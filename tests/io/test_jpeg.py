@@ -65,7 +65,7 @@ def test_apply_exif_orientation_is_pillow_transpose():
 
 def test_errors_name_the_item(kit):
     good = _jpeg(kit.rgb_fundus(96, 128))
-    with pytest.raises(ImageReadError, match="^b.jpg: corrupt or truncated"):
+    with pytest.raises(ImageReadError, match="^b.jpg: (corrupt or )?truncated"):
         decode_jpeg_batch([good, good[: len(good) // 2]], names=["a.jpg", "b.jpg"])
     with pytest.raises(ImageReadError, match=r"^<jpeg #1>: not JPEG data"):
         decode_jpeg_batch([good, b"\x89PNG\r\n\x1a\n"])
@@ -95,3 +95,26 @@ def test_cuda_batch_matches_cpu(kit):
     good = datas[0]
     with pytest.raises(ImageReadError, match="^b.jpg"):
         decode_jpeg_batch([good, good[: len(good) // 2]], "cuda", names=["a.jpg", "b.jpg"])
+
+
+def test_truncated_scan_refused_on_the_batch_path(kit):
+    # A frame header claiming 9000x11000 over 2 KB of data: libjpeg-turbo paints 99 MP grey and
+    # prints "premature end of data segment" on stderr; nvJPEG gets it refused before decoding.
+    data = bytearray(_jpeg(kit.rgb_fundus(64, 64)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") + (11000).to_bytes(2, "big")
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_jpeg_batch([bytes(data)], names=["x.jpg"])
+
+
+def test_chunk_cut_out_of_the_scan_refused_on_the_batch_path(kit, capfd):
+    data = _jpeg(kit.rgb_fundus(256, 256, seed=4))
+    eoi = data.rindex(b"\xff\xd9")
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_jpeg_batch([data[: eoi - 3000] + data[eoi:]], names=["x.jpg"])
+    assert "Corrupt JPEG" not in capfd.readouterr().err  # libjpeg's own print is captured
+
+
+def test_thin_jpeg_refused_on_the_batch_path(kit):
+    with pytest.raises(ImageReadError, match="too small"):
+        decode_jpeg_batch([_jpeg(np.zeros((8, 600, 3), np.uint8))])

@@ -196,3 +196,67 @@ def test_corrupt_jpeg_header(tmp_path):
     path.write_bytes(b"\xff\xd8\xff\xe0" + b"\x13" * 200)
     with pytest.raises(ImageReadError, match="corrupt JPEG"):
         read_image(path)
+
+
+# --------------------------------------------------------------------------- hostile rasters (issue 12)
+
+
+def _jpeg(rgb, **kwargs) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **kwargs)
+    return buffer.getvalue()
+
+
+def test_jpeg_header_claiming_9000x11000_over_small_data_is_truncated_not_grey(kit, tmp_path):
+    data = bytearray(_jpeg(kit.rgb_fundus(64, 64)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (9000).to_bytes(2, "big") + (11000).to_bytes(2, "big")
+    path = tmp_path / "claims.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(path)
+
+
+def test_jpeg_with_a_chunk_cut_out_before_its_end_marker_is_truncated(kit, tmp_path):
+    data = _jpeg(kit.rgb_fundus(256, 256, seed=3))
+    eoi = data.rindex(b"\xff\xd9")
+    path = tmp_path / "chunk.jpg"
+    path.write_bytes(data[: eoi - 3000] + data[eoi:])
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(path)
+
+
+def test_truncated_files_stay_errors_when_pillow_is_told_to_load_them(kit, tmp_path,
+                                                                      monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # set by some other library
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".tif", "TIFF")):
+        full = tmp_path / f"full{ext}"
+        Image.fromarray(kit.rgb_fundus(96, 128)).save(full, format=fmt)
+        cut = tmp_path / f"cut{ext}"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+        with pytest.raises(ImageReadError, match="truncated|corrupt"):
+            read_image(cut)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored after the read
+
+
+@pytest.mark.parametrize("shape", [(3, 5000), (5000, 3), (1, 20_000_000), (16, 200), (200, 16)])
+def test_thin_images_are_refused_with_the_stated_limits(tmp_path, shape):
+    from medig.io import MAX_ASPECT, MIN_SIDE
+
+    path = tmp_path / "thin.png"
+    Image.fromarray(np.full(shape, 128, np.uint8)).save(path)
+    with pytest.raises(ImageReadError, match="too small|too narrow") as info:
+        read_image(path)
+    assert f"{MIN_SIDE}" in info.value.reason or f"{MAX_ASPECT}" in info.value.reason
+
+
+def test_smallest_accepted_image(tmp_path):
+    from medig.io import MAX_ASPECT, MIN_SIDE
+
+    path = tmp_path / "small.png"
+    Image.fromarray(np.full((MIN_SIDE, MIN_SIDE * MAX_ASPECT), 9, np.uint8)).save(path)
+    assert read_image(path).pixels.shape == (3, MIN_SIDE, MIN_SIDE * MAX_ASPECT)

@@ -101,3 +101,83 @@ def test_error_survives_pickling():
 
 def test_reason_is_forced_to_one_line():
     assert str(ImageReadError("x.png", "bad\nthing\r\n  here")) == "x.png: bad thing here"
+
+
+# --------------------------------------------------------------------------- hostile files (issue 12)
+
+
+def _read_in_subprocess(path, timeout: float = 20.0) -> str:
+    """read_image in a child process, so a reader that blocks fails the test instead of hanging."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom medig.io import read_image, ImageReadError\n"
+            "try:\n    read_image(sys.argv[1])\nexcept ImageReadError as e:\n    print(e.reason)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_fifo_is_refused_without_being_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # opening it for reading blocks until a writer comes: forever
+    assert "FIFO" in _read_in_subprocess(fifo)
+
+
+def test_devices_are_refused_without_being_read(tmp_path):
+    import os
+
+    with pytest.raises(ImageReadError, match="character device"):
+        read_image("/dev/zero")
+    link = tmp_path / "zero.dcm"
+    os.symlink("/dev/zero", link)
+    with pytest.raises(ImageReadError, match="character device"):
+        read_image(link)
+
+
+def test_broken_link_and_link_loop(tmp_path):
+    import os
+
+    os.symlink("nowhere.jpg", tmp_path / "gone.jpg")
+    os.symlink("loop.jpg", tmp_path / "loop.jpg")
+    with pytest.raises(ImageReadError, match="broken symbolic link"):
+        read_image(tmp_path / "gone.jpg")
+    with pytest.raises(ImageReadError, match="loop"):
+        read_image(tmp_path / "loop.jpg")
+
+
+@pytest.mark.parametrize(
+    ("save", "name", "fmt"),
+    [("WEBP", "x.jpg", "WebP"), ("WEBP", "x.dcm", "WebP"), ("WEBP", "x", "WebP"),
+     ("PDF", "report.png", "PDF")],
+)
+def test_recognisable_formats_are_named_even_behind_an_image_extension(kit, tmp_path, save, name,
+                                                                      fmt):
+    path = tmp_path / name
+    Image.fromarray(kit.rgb_fundus()).save(path, format=save)
+    with pytest.raises(ImageReadError, match=f"unsupported image format {fmt}"):
+        read_image(path)
+
+
+def test_bytes_are_read_once_then_decoded(kit, tmp_path):
+    from medig.io import decode_image_bytes, read_file_bytes
+
+    path = tmp_path / "a.png"
+    Image.fromarray(kit.rgb_fundus()).save(path)
+    data = read_file_bytes(path)
+    path.unlink()  # decoding needs only the bytes
+    (image,) = decode_image_bytes(data, path)
+    assert image.path == str(path) and image.pixels.shape == (3, 48, 64)
+
+
+def test_file_above_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    import medig.io.read as read_module
+
+    monkeypatch.setattr(read_module, "MAX_FILE_BYTES", 100)
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(ImageReadError, match="file too large"):
+        read_image(path)
