@@ -12,6 +12,7 @@ pydicom exception means "no identity", never an error message that could carry a
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 import pydicom
 
 from medig.io._quiet import quiet
-from medig.io.sniff import sniff_file
+from medig.io.dicom import _check_inflated_size
+from medig.io.read import read_file_bytes
+from medig.io.sniff import HEADER_BYTES, sniff_bytes
 
 __all__ = ["DicomIds", "read_dicom_ids"]
 
@@ -66,17 +69,19 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
 def read_dicom_ids(path: str | os.PathLike) -> DicomIds | None:
     """The UIDs and laterality in a DICOM file's header, or None if it is not a readable DICOM.
 
-    Only the header is read (``stop_before_pixels``), so this is cheap even for large files.
-    Invalid UIDs (not dotted digits, longer than 64 characters) are returned as None.
+    The file is read under the reader's limits (:func:`medig.io.read.read_file_bytes`: regular
+    files only, at most ``MAX_FILE_BYTES``, no deflate bomb) and parsed up to the pixel data
+    (``stop_before_pixels``). Invalid UIDs (not dotted digits, longer than 64 characters) are
+    returned as None.
     """
     try:
-        if sniff_file(path) != "dicom":
+        data = read_file_bytes(path)
+        if sniff_bytes(data[:HEADER_BYTES]) != "dicom":
             return None
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-        force = head[128:132] != b"DICM"
+        _check_inflated_size(data, os.fspath(path))
+        force = data[128:132] != b"DICM"
         with quiet():
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size="64 KB")
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
             try:
                 frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
             except Exception:  # noqa: BLE001

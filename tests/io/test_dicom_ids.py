@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -54,3 +55,10 @@ def test_non_dicom_and_corrupt_files_have_no_identity(tmp_path, caplog):
         assert corrupt is None or (corrupt.study_uid is None and corrupt.sop_uid is None)
         assert read_dicom_ids(tmp_path / "missing.dcm") is None
     assert not caplog.records and not caught
+
+
+def test_special_files_are_never_opened(tmp_path):
+    # Error rows are identified after the audit: a FIFO among them must not block the audit.
+    fifo = tmp_path / "eye.dcm"
+    os.mkfifo(fifo)
+    assert read_dicom_ids(fifo) is None
