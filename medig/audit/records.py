@@ -41,6 +41,7 @@ RESULT_FIELDS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
+    "target_members",  # issue 15: the classes whose summed probability a group target explains
 )
 
 
@@ -131,6 +132,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_value(value: Any) -> Any:
+    # Lists and mappings as JSON text, which a spreadsheet shows and a script parses.
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return _json_value(value)
+
+
 def results_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     """``results.jsonl`` text: one JSON object per row, fields in :data:`RESULT_FIELDS` order."""
     return "".join(
@@ -148,7 +156,7 @@ def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ())
     writer.writerow(columns)
     for row in rows:
         probs = row.get("probabilities") or {}
-        values = [_json_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
+        values = [_csv_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
         values += [probs.get(c) for c in names]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()

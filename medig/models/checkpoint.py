@@ -28,7 +28,8 @@ from torch import Tensor
 from medig.models.errors import ModelLoadError
 from medig.models.unpickle import Opaque, load_weights_only, opaque_names, unpickling_reason
 
-__all__ = ["Checkpoint", "FittedWeights", "fit_state_dict", "is_safetensors", "read_checkpoint"]
+__all__ = ["Checkpoint", "FittedWeights", "fit_state_dict", "head_outputs", "is_safetensors",
+           "read_checkpoint"]
 
 #: Where training checkpoints keep the weights, in the order they are looked for.
 WEIGHT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "model_state",
@@ -257,6 +258,22 @@ def fit_state_dict(state: Mapping[str, Tensor], expected: Mapping[str, Any],
     ignored = list(best.extra)
     weights = {k: v for k, v in best.keys.items() if k in shapes}
     return FittedWeights(weights, best.prefix, ignored)
+
+
+def head_outputs(state: Mapping[str, Tensor], expected: Mapping[str, Any]) -> int | None:
+    """How many outputs the file's classifier head has, against an architecture built with a
+    default head: the first dimension of the tensors whose shapes differ from the architecture's
+    only there (the head's weight and bias), under the prefix that matches best. None when the
+    file and the architecture already agree, or when no single count explains the difference.
+    """
+    shapes = {k: (v.shape if isinstance(v, Tensor) else v) for k, v in expected.items()}
+    candidates = [_candidate(p, state, shapes) for p in _prefixes(list(state))]
+    best = max(candidates, key=lambda c: (c.matched + len(c.mismatched), -len(c.missing)))
+    counts = {have[0] for _, have, want in best.mismatched
+              if len(have) == len(want) and have[1:] == want[1:]}
+    if len(counts) == 1 and len(best.mismatched) <= 4:
+        return counts.pop()
+    return None
 
 
 def _no_fit_message(candidates: list[_Candidate], shapes: Mapping[str, Any],

@@ -40,7 +40,13 @@ from medig.models.architectures import (
     guess_num_classes,
     required_input_size,
 )
-from medig.models.checkpoint import Checkpoint, FittedWeights, fit_state_dict, read_checkpoint
+from medig.models.checkpoint import (
+    Checkpoint,
+    FittedWeights,
+    fit_state_dict,
+    head_outputs,
+    read_checkpoint,
+)
 from medig.models.errors import ModelArgumentError, ModelLoadError
 from medig.models.metadata import (
     ModelMetadata,
@@ -366,10 +372,12 @@ def load_model(
         model = _load_program(model_file)
     else:
         count = len(names) if names else meta.num_classes
+        probe = None
         if count is None and kind == "architecture":
-            count = guess_num_classes(checkpoint.state_dict)
-        model = build_architecture(spec_str, count if kind == "architecture" else None,
-                                   meta.kwargs)
+            probe, count = _probe_head(spec_str, meta.kwargs, checkpoint)
+        model = probe if probe is not None else build_architecture(
+            spec_str, count if kind == "architecture" else None, meta.kwargs,
+            initialise=checkpoint is None)
     if checkpoint is not None:
         fitted = _apply_weights(model, checkpoint, spec_str)
         details.update(weights_format=checkpoint.format,
@@ -405,6 +413,23 @@ def load_model(
         model = with_normalization(model, meta.mean, meta.std)
     model = model.to(map_location).eval()
     return LoadedModel(model, names, meta.input_size, spec_str, sha, meta, default_target, details)
+
+
+def _probe_head(spec: str, kwargs: Mapping[str, Any],
+                checkpoint: Checkpoint) -> tuple[nn.Module | None, int | None]:
+    """Without class names or a class count: the head size the weights have. The architecture
+    is built with its library's default head and compared with the file (key order, which
+    safetensors does not keep, plays no part); a model whose head already fits is returned."""
+    try:
+        probe = build_architecture(spec, None, kwargs, initialise=False)
+    except ModelArgumentError:
+        raise
+    except ModelLoadError:  # e.g. MONAI networks have no default head size
+        return None, guess_num_classes(checkpoint.state_dict)
+    count = head_outputs(checkpoint.state_dict, probe.state_dict())
+    if count is None:
+        return probe, None  # the default head fits, or the fit will say what does not
+    return None, count
 
 
 def _head_size(model: nn.Module, meta: ModelMetadata) -> int:

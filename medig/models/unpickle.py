@@ -72,23 +72,20 @@ def load_weights_only(path: str | os.PathLike) -> tuple[Any, list[str]]:
     OSError, RuntimeError, EOFError, ValueError
         The file is not a readable ``torch.save`` file.
     """
-    try:
+    try:  # reads only the pickle, not the tensors: cheap next to a second full load
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - e.g. a legacy (non-zip) file: the plain load decides
+        names = []
+    if not names:
         return torch.load(path, map_location="cpu", weights_only=True), []
-    except pickle.UnpicklingError as refused:
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # noqa: BLE001 - e.g. a legacy (non-zip) file: report the refusal
-            raise refused from None
-        if not names:
-            raise
-        stand_ins = [_stand_in(n) for n in names]
-        try:
-            with torch.serialization.safe_globals(stand_ins):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as still:
-            raise pickle.UnpicklingError(f"{unpickling_reason(still)} (the file holds "
-                                         f"{', '.join(names)})") from None
-        return _decode(obj, 0), list(names)
+    stand_ins = [_stand_in(n) for n in names]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as still:
+        raise pickle.UnpicklingError(f"{unpickling_reason(still)} (the file holds "
+                                     f"{', '.join(names)})") from None
+    return _decode(obj, 0), list(names)
 
 
 def unpickling_reason(error: BaseException) -> str:

@@ -19,6 +19,7 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.target import RecordTarget
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -37,4 +38,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    return [], []
+    before: list[AuditStep] = [
+        RecordTarget(settings),  # issue 15: what the colours mean, metadata sources
+    ]
+    return before, []
