@@ -205,13 +205,16 @@ def required_input_size(model: nn.Module) -> int | None:
 def count_outputs(model: nn.Module, side: int | None) -> int:
     """Number of outputs, from one forward pass on a black image (for models built elsewhere)."""
     x = torch.zeros(1, 3, side or 224, side or 224)
+    was_training = model.training
     try:
         with torch.no_grad():
-            out = model(x)
+            out = model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot tell
         raise ModelLoadError(f"cannot count the model's outputs with a test input of "
-                             f"{side or 224} px ({type(exc).__name__}); give the class names or "
-                             "the input size") from None
+                             f"{side or 224} px ({type(exc).__name__}: {exc}); give the class "
+                             "names or the input size".splitlines()[0][:300]) from None
+    finally:
+        model.train(was_training)
     if not isinstance(out, Tensor) or out.ndim != 2:
         raise ModelLoadError(f"the model returns {type(out).__name__} of shape "
                              f"{tuple(getattr(out, 'shape', ()))}; medig needs (N, classes) logits")

@@ -40,6 +40,9 @@ _MISSING_OK = ("num_batches_tracked",)
 #: that ``thop`` registers on every module, transformers' constant position ids).
 _EXTRA_OK = ("num_batches_tracked", "total_ops", "total_params", "position_ids")
 _MAX_PREFIX_DEPTH = 3
+#: Attribute names training wrappers keep the network under; among equally fitting prefixes
+#: these win (a Lightning module holding ``model`` and an ``ema_model`` copy explains ``model``).
+_WRAPPERS = ("model", "net", "network", "module", "_orig_mod", "classifier", "encoder")
 
 
 @dataclass
@@ -112,10 +115,13 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         content, stood_in = load_weights_only(path)
     except pickle.UnpicklingError as error:
+        reason = unpickling_reason(error)
+        if not reason.startswith(("Unsupported global", "Trying to", "Can only")):
+            raise ModelLoadError(f"{path}: cannot read weights: not a torch.save or safetensors "
+                                 f"file ({reason})") from None
         raise ModelLoadError(
             f"{path} is a pickled object, not a state dict; medig only loads weights_only files "
-            f"({unpickling_reason(error)}); save model.state_dict() with torch.save or "
-            "safetensors") from None
+            f"({reason}); save model.state_dict() with torch.save or safetensors") from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot read weights ({exc})".splitlines()[0][:300]) from None
     if _is_state_dict(content):
@@ -237,7 +243,8 @@ def fit_state_dict(state: Mapping[str, Tensor], expected: Mapping[str, Any],
     (BatchNorm's ``num_batches_tracked`` may be absent) and nothing else is left under the prefix
     but keys no forward pass reads; keys outside the prefix (a Lightning module's loss weights,
     metrics, EMA copies) are not the model's and are left out. Among fitting prefixes the one
-    leaving the fewest extra keys, then the shortest, wins.
+    leaving the fewest extra keys wins, then a usual wrapper name (``model.``, ``net.``,
+    ``module.``, ...), then the shortest.
 
     Raises
     ------
@@ -254,7 +261,8 @@ def fit_state_dict(state: Mapping[str, Tensor], expected: Mapping[str, Any],
         fitting = [c for c in candidates if c.fits]
         if not fitting:
             raise ModelLoadError(_no_fit_message(candidates, shapes, path, spec))
-        best = min(fitting, key=lambda c: (len(c.extra), len(c.prefix)))
+        best = min(fitting, key=lambda c: (
+            len(c.extra), c.prefix.split(".")[0] not in _WRAPPERS, c.prefix.count("."), c.prefix))
     ignored = list(best.extra)
     weights = {k: v for k, v in best.keys.items() if k in shapes}
     return FittedWeights(weights, best.prefix, ignored)
