@@ -47,7 +47,10 @@ class ModelZoo:
 
             torch.manual_seed(0)
             kwargs = {"image_size": self.SIZE} if spec == "torchvision:vit_b_16" else {}
-            self.models[spec] = build_architecture(spec, 5, kwargs).eval()
+            from tests.models.checkpoint_forms import liven, quick_init
+
+            model = build_architecture(spec, 5, kwargs, initialise=False)
+            self.models[spec] = liven(quick_init(model))
         return self.models[spec]
 
     def path(self, spec: str, form: str):

@@ -64,9 +64,10 @@ def checked_target(settings: AuditSettings) -> str:
     except AuditUsageError as error:
         if not source.startswith("declared"):
             raise
-        raise AuditUsageError(f"the model declares the target {target!r} ({source}), which "
-                              f"does not work here ({str(error).removeprefix('--target: ')}); "
-                              "pass --target pred or a class") from None
+        where = source.removeprefix("declared by the model").strip(" ()")
+        raise AuditUsageError(f"the model declares the target {target!r} ({where}), which does "
+                              f"not work here ({str(error).removeprefix('--target: ')}); pass "
+                              "--target pred or a class") from None
     return target
 
 
