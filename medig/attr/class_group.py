@@ -54,7 +54,8 @@ class ClassGroup:
 
     def __init__(self, name: str, members: Sequence[int | str]) -> None:
         if not isinstance(name, str) or not name.strip():
-            raise ValueError("a class group needs a name, e.g. ClassGroup('referable DR', [2, 3, 4])")
+            raise ValueError("a class group needs a name, e.g. "
+                             "ClassGroup('referable DR', [2, 3, 4])")
         if isinstance(members, (str, bytes)) or not isinstance(members, Sequence) or not members:
             raise ValueError(f"class group {name!r} needs a non-empty list of classes")
         items: list[int | str] = []

@@ -31,7 +31,9 @@ _DOWNLOADING = {"torchvision": ("weights", "weights_backbone"),
 
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
-    """Tell huggingface_hub (used by timm) not to touch the network while a model is built."""
+    """Tell huggingface_hub (used by timm) not to touch the network. ``pretrained=False`` is
+    what keeps timm from downloading; huggingface_hub reads these flags when first imported, so
+    they are also set around timm's first import."""
     old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ.update({k: "1" for k in old})
     try:
@@ -112,6 +114,8 @@ def build_architecture(spec: str, num_classes: int | None,
             raise ModelArgumentError(f"{spec}: model argument {key}={kwargs[key]!r} would download "
                                      "weights; medig never downloads: pass the weights file")
         kwargs.pop(key, None)
+    if "num_classes" in kwargs:  # given as a model argument: it decides the head
+        num_classes = kwargs.pop("num_classes")
     heads = {} if num_classes is None else {"num_classes": num_classes}
     library = prefix in ARCHITECTURE_PREFIXES
     try:
@@ -157,9 +161,11 @@ def _construct(spec: str, prefix: str, name: str, heads: dict[str, Any],
 
 def _build_timm(spec: str, name: str, heads: dict[str, Any], kwargs: dict[str, Any]) -> nn.Module:
     try:
-        import timm
+        with _offline():
+            import timm
     except ImportError:
-        raise ModelLoadError(f"{spec}: timm is not installed; pip install \"medig[timm]\"") from None
+        raise ModelLoadError(f"{spec}: timm is not installed; "
+                             "pip install \"medig[timm]\"") from None
     if ":" in name or name.startswith(("hf-hub", "hf_hub", "local-dir")):
         raise ModelLoadError(f"{spec}: hub and local-dir model names fetch configurations; use "
                              "an architecture name (e.g. timm:efficientnet_b0) and --weights")

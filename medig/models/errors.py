@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Errors of model loading: each carries a one-line message naming the file or spec and the reason."""
+"""Errors of model loading: one-line messages naming the file or spec and the reason."""
 from __future__ import annotations
 
 __all__ = ["ModelArgumentError", "ModelLoadError"]

@@ -134,8 +134,7 @@ class LoadedModel(tuple):
         meta = self.metadata or ModelMetadata()
         values = {"class_names": self.class_names, "input_size": self.input_size,
                   "mean": list(meta.mean) if meta.mean else None,
-                  "std": list(meta.std) if meta.std else None,
-                  "num_classes": len(self.class_names), "kwargs": meta.kwargs or None}
+                  "std": list(meta.std) if meta.std else None, "kwargs": meta.kwargs or None}
         pieces = {k: {"value": v, "source": meta.sources.get(k)} for k, v in values.items()
                   if v is not None}
         return {"pieces": pieces, "notes": list(meta.notes), **self.details}
@@ -256,8 +255,17 @@ def _load_program(model_file: Path) -> nn.Module:
         f"with weights='{model_file}'")
 
 
-def _apply_weights(model: nn.Module, checkpoint: Checkpoint, spec: str) -> FittedWeights:
-    fitted = fit_state_dict(checkpoint.state_dict, model.state_dict(), checkpoint.path, spec)
+def _apply_weights(model: nn.Module, checkpoint: Checkpoint, spec: str,
+                   names: list[str] | None, meta: ModelMetadata) -> FittedWeights:
+    try:
+        fitted = fit_state_dict(checkpoint.state_dict, model.state_dict(), checkpoint.path, spec)
+    except ModelLoadError as error:
+        heads = head_outputs(checkpoint.state_dict, model.state_dict()) if names else None
+        if heads is not None and heads != len(names):  # say why the head does not fit
+            raise ModelLoadError(f"{error}; the weights have {heads} outputs but "
+                                 f"{len(names)} class names were given "
+                                 f"({meta.sources.get('class_names')})") from None
+        raise
     # Every architecture key was checked (names and shapes); only BatchNorm counters may be
     # absent, which strict loading would refuse.
     model.load_state_dict(fitted.state_dict, strict=False)
@@ -372,6 +380,10 @@ def load_model(
         model = _load_program(model_file)
     else:
         count = len(names) if names else meta.num_classes
+        given = meta.kwargs.get("num_classes")
+        if kind == "architecture" and given is not None and names and given != len(names):
+            raise ModelArgumentError(f"{spec_str}: model argument num_classes={given} but "
+                                     f"{len(names)} class names ({meta.sources['class_names']})")
         probe = None
         if count is None and kind == "architecture":
             probe, count = _probe_head(spec_str, meta.kwargs, checkpoint)
@@ -379,7 +391,7 @@ def load_model(
             spec_str, count if kind == "architecture" else None, meta.kwargs,
             initialise=checkpoint is None)
     if checkpoint is not None:
-        fitted = _apply_weights(model, checkpoint, spec_str)
+        fitted = _apply_weights(model, checkpoint, spec_str, names, meta)
         details.update(weights_format=checkpoint.format,
                        weights_location=checkpoint.location or None,
                        prefix_stripped=fitted.prefix or None,

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from medig.models.errors import ModelArgumentError, ModelLoadError
+from medig.models.unpickle import Opaque
 
 __all__ = ["ModelMetadata", "from_arguments", "from_checkpoint", "from_json", "merge_metadata",
            "sidecar_path"]
@@ -281,8 +282,20 @@ def from_checkpoint(content: Mapping[str, Any], label: str = "checkpoint") -> Mo
     return _extract(content, label, strict=False, where=label)
 
 
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    """A mapping to search inside ``value``: a dict, or the recorded state of an object that was
+    not unpickled (a pickled ``transforms.Normalize`` keeps its mean and std there)."""
+    if isinstance(value, Opaque):
+        value = value.state
+    if (isinstance(value, Mapping) and value
+            and not all(isinstance(v, torch.Tensor) for v in value.values())):
+        return value
+    return None
+
+
 def _walk(content: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """The mappings to search, shallow first: (dotted key path, mapping)."""
+    """The mappings to search, shallow first: (dotted key path, mapping). Lists are walked too
+    (a serialised ``Compose`` keeps its ``Normalize`` in a list of transforms)."""
     found: list[tuple[str, Mapping[str, Any]]] = []
     level: list[tuple[str, Mapping[str, Any]]] = [("", content)]
     seen: set[int] = set()
@@ -294,10 +307,15 @@ def _walk(content: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
             seen.add(id(mapping))
             found.append((path, mapping))
             for key, value in mapping.items():
-                if (isinstance(key, str) and key.lower() not in _SKIP_KEYS
-                        and isinstance(value, Mapping) and value
-                        and not all(isinstance(v, torch.Tensor) for v in value.values())):
-                    nxt.append((f"{path}{key}.", value))
+                if not isinstance(key, str) or key.lower() in _SKIP_KEYS:
+                    continue
+                items = (list(enumerate(value)) if isinstance(value, (list, tuple))
+                         else [(None, value)])
+                for index, item in items[:64]:
+                    child = _as_mapping(item)
+                    if child is not None:
+                        where = f"{key}[{index}]" if index is not None else key
+                        nxt.append((f"{path}{where}.", child))
         level = nxt
     return found
 

@@ -25,7 +25,8 @@ from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.targets import overlay_caption, probability_table
 
-__all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path", "prediction_text"]
+__all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
+           "prediction_text"]
 
 _LATERALITY = {"R": "right eye", "L": "left eye", "B": "both eyes", "U": "unknown"}
 _SAMPLE_SEED = 0

@@ -100,3 +100,43 @@ def test_timm_efficientnet_in_every_form(tmp_path):
                             mean=MEAN, std=STD)
         with torch.no_grad():
             torch.testing.assert_close(loaded.model(x), ref(_normalised(x)))
+
+
+def test_class_count_disagreements_are_named(zoo):
+    weights = zoo.path(SPECS[0], "safetensors")
+    with pytest.raises(ModelLoadError, match=r"; the weights have 5 outputs but 2 class names "
+                                             r"were given \(argument\)$"):
+        load_model(SPECS[0], weights=weights, class_names=["a", "b"])
+    with pytest.raises(ModelArgumentError, match="num_classes=3 but 5 class names"):
+        load_model(SPECS[0], weights=weights, class_names=GRADES, model_kwargs={"num_classes": 3})
+    loaded = load_model(SPECS[0], weights=weights, model_kwargs={"num_classes": 5})
+    assert len(loaded.class_names) == 5
+
+
+def test_a_genuine_lightning_checkpoint_loads_without_lightning():
+    # Made by tests/models/data/make_lightning_checkpoint.py (lightning 2.6.6, omegaconf 2.4.0):
+    # OmegaConf config, PosixPath and numpy arrays in hyper_parameters, AdamW/OneCycleLR state.
+    from pathlib import Path
+
+    from medig.models.checkpoint import read_checkpoint
+    from tests.audit.tiny_models import make_tiny
+
+    path = Path(__file__).with_name("data") / "lightning_tiny.ckpt"
+    loaded = load_model("tests.audit.tiny_models:make_tiny", weights=path)
+    assert loaded.class_names == ["no referable DR", "referable DR"]
+    assert loaded.input_size == 64
+    assert loaded.metadata.mean == pytest.approx((0.41, 0.22, 0.12))
+    assert loaded.metadata.sources["mean"] == "checkpoint lightning_tiny.ckpt hyper_parameters.mean"
+    assert loaded.details["prefix_stripped"] == "net."
+    assert "omegaconf.dictconfig.DictConfig" in loaded.details["not_unpickled"]
+    content = read_checkpoint(path).content
+    assert content["hyper_parameters"]["cfg"]["data"]["std"] == [0.27, 0.15, 0.08]
+    assert content["hyper_parameters"]["data_dir"] == "/data/fundus"
+    ref = make_tiny()
+    ref.load_state_dict({k[len("net."):]: v for k, v in content["state_dict"].items()
+                         if k.startswith("net.")})
+    x = torch.rand(2, 3, 64, 64)
+    mean = torch.tensor([0.41, 0.22, 0.12]).view(1, 3, 1, 1)
+    std = torch.tensor([0.27, 0.15, 0.08]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), ref((x - mean) / std))

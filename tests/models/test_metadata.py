@@ -137,3 +137,25 @@ def test_bad_arguments_are_usage_errors():
         from_arguments(mean=[0.5] * 3, std=[0.2, 0.0, 0.2])
     with pytest.raises(ModelArgumentError, match="class names must be non-empty and distinct"):
         from_arguments(class_names=["a", "a"])
+
+
+def test_normalisation_inside_serialised_or_pickled_transforms(tmp_path):
+    import torchvision.transforms as T
+
+    from medig.models.checkpoint import read_checkpoint
+
+    # albumentations' to_dict layout: a list of transforms, Normalize among them
+    albu = {"transform": {"__class_fullname__": "Compose", "transforms": [
+        {"__class_fullname__": "Resize", "height": 512, "width": 512},
+        {"__class_fullname__": "Normalize", "mean": [0.5, 0.4, 0.3], "std": [0.2] * 3,
+         "max_pixel_value": 255.0}]}}
+    meta = from_checkpoint(albu, "ck")
+    assert meta.mean == pytest.approx((0.5, 0.4, 0.3))
+    assert meta.sources["mean"] == "ck transform.transforms[1].mean"
+    # a pickled torchvision Compose: read as inert data, its Normalize's statistics found
+    path = tmp_path / "with_transform.pt"
+    torch.save({"model": {"w": torch.zeros(1)},
+                "transform": T.Compose([T.Resize(64), T.Normalize([0.5, 0.4, 0.3], [0.2] * 3)])},
+               path)
+    meta = from_checkpoint(read_checkpoint(path).content, "ck")
+    assert meta.mean == pytest.approx((0.5, 0.4, 0.3)) and meta.std == pytest.approx((0.2,) * 3)
