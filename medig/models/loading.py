@@ -375,8 +375,14 @@ def load_model(
     if kind == "demo":
         from medig.models.demo import DemoNet
 
-        model: nn.Module = DemoNet(num_classes=len(names or ()) or 2, **meta.kwargs)
+        try:
+            model: nn.Module = DemoNet(num_classes=len(names or ()) or 2, **meta.kwargs)
+        except TypeError as exc:
+            raise ModelArgumentError(f"demo: model arguments not accepted ({exc})") from None
     elif kind == "file":
+        if given.kwargs:
+            raise ModelArgumentError(f"{spec_str}: model arguments ({', '.join(given.kwargs)}) "
+                                     "do not apply to a torch.export or TorchScript file")
         model = _load_program(model_file)
     else:
         count = len(names) if names else meta.num_classes

@@ -220,6 +220,8 @@ def from_arguments(class_names: Sequence[str] | None = None, mean: Any = None, s
     """Metadata given by the caller (the CLI's flags); a bad value raises ModelArgumentError."""
     meta = ModelMetadata(kwargs=dict(kwargs or {}))
     src = "argument"
+    if meta.kwargs:
+        meta.sources["kwargs"] = src
     try:
         if class_names:
             meta.class_names = _names(list(class_names), strict=True)

@@ -31,3 +31,10 @@ def test_scripted_cnn_counts_its_convolutions():
     scripted = torch.jit.script(small_cnn())
     assert prefers_channels_last(scripted)
     assert not prefers_channels_last(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)))
+
+
+def test_timm_efficientnet_is_a_cnn_and_timm_vit_is_not():
+    pytest.importorskip("timm")
+    assert prefers_channels_last(build_architecture("timm:efficientnet_b0", 5, initialise=False))
+    assert not prefers_channels_last(build_architecture("timm:vit_tiny_patch16_224", 5,
+                                                        {"img_size": 32}, initialise=False))

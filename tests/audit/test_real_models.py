@@ -95,15 +95,20 @@ def test_vit_with_model_arguments(zoo, fundus, tmp_path):
 def test_timm_models(fundus, tmp_path):
     pytest.importorskip("timm")
     from medig.models.architectures import build_architecture
-    from tests.models.checkpoint_forms import liven, save_form
+    from tests.models.checkpoint_forms import liven, quick_init, save_form
 
-    for spec, args in (("timm:efficientnet_b0", []),
-                       ("timm:vit_tiny_patch16_224", ["--model-arg", "img_size=32"])):
-        model = liven(build_architecture(spec, 5, {"img_size": 32} if args else {}).eval())
-        weights = save_form(model, "self_describing", tmp_path / "w", spec.split(":")[1], 32)
-        out = tmp_path / spec.split(":")[1]
+    effnet = liven(build_architecture("timm:efficientnet_b0", 5))
+    vit = liven(quick_init(build_architecture("timm:vit_tiny_patch16_224", 5, {"img_size": 32},
+                                              initialise=False)))
+    runs = [("timm:efficientnet_b0", effnet, form, FLAGS[form]) for form in FORMS]
+    runs.append(("timm:vit_tiny_patch16_224", vit, "self_describing",
+                 ["--model-arg", "img_size=32"]))
+    for spec, model, form, flags in runs:
+        name = f"{spec.split(':')[1]}_{form}"
+        weights = save_form(model, form, tmp_path / "w", name, 32)
+        out = tmp_path / name
         assert main(["audit", str(fundus), "--out", str(out), "--model", spec, "--weights",
-                     str(weights), *args, "--target", "referable DR=2,3,4", *FAST]) == EXIT_OK
+                     str(weights), *flags, "--target", "referable DR=2,3,4", *FAST]) == EXIT_OK
         check_group_audit(out)
 
 

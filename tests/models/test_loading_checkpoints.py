@@ -140,3 +140,15 @@ def test_a_genuine_lightning_checkpoint_loads_without_lightning():
     std = torch.tensor([0.27, 0.15, 0.08]).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), ref((x - mean) / std))
+
+
+def test_model_arguments_that_cannot_apply_are_refused(tmp_path):
+    with pytest.raises(ModelArgumentError, match="demo: model arguments not accepted"):
+        load_model("demo", model_kwargs={"image_size": 384})
+    from tests.audit.tiny_models import make_tiny
+
+    program = tmp_path / "tiny.pt2"
+    x = torch.rand(1, 3, 32, 32)
+    torch.export.save(torch.export.export(make_tiny(), (x,)), program)
+    with pytest.raises(ModelArgumentError, match="do not apply to a torch.export or TorchScript"):
+        load_model(program, class_names=["a", "b"], model_kwargs={"width": 3})
