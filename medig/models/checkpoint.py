@@ -301,6 +301,21 @@ def _no_fit_message(candidates: list[_Candidate], shapes: Mapping[str, Any],
     if unexpected:
         details.append(f"unexpected {', '.join(unexpected[:3])}"
                        f"{' ...' if len(unexpected) > 3 else ''} ({len(unexpected)})")
+    hint = _sequential_head_hint(best.missing, unexpected)
     return (f"{path}: the weights do not fit the architecture {spec}: no key prefix makes them "
             f"fit (closest: {where}, {max(best.matched, 0)} of {total} tensors match; "
-            f"{'; '.join(details)})")
+            f"{'; '.join(details)}){hint}")
+
+
+def _sequential_head_hint(missing: list[str], unexpected: list[str]) -> str:
+    """Training code often swaps the head for ``nn.Sequential(nn.Dropout(p), nn.Linear(...))``:
+    ``fc.weight`` is then ``fc.1.weight`` in the file. What the Sequential holds besides the
+    Linear (dropout, or a softmax) is not in the weights, so medig does not guess: it says so."""
+    heads = {k.rsplit(".", 1)[0] for k in missing}
+    for head in sorted(heads):
+        inner = [k for k in unexpected if k.startswith(head + ".") and
+                 k[len(head) + 1:].split(".")[0].isdigit()]
+        if inner:
+            return (f"; the file's {head} is a Sequential ({inner[0]}): load it with a "
+                    f"package.module:factory that builds the same head")
+    return ""

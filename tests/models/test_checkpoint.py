@@ -167,3 +167,11 @@ def test_half_precision_weights_load_into_float_model(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), ref.eval()(x), atol=1e-2, rtol=1e-2)
     assert np.isfinite(model[5].weight.detach().numpy()).all()
+
+
+def test_sequential_head_gets_a_hint():
+    # model.fc = nn.Sequential(nn.Dropout(0.3), nn.Linear(4, 3)) in the training code
+    sd = {("5.1." + k[2:] if k.startswith("5.") else k): v for k, v in expected().items()}
+    with pytest.raises(ModelLoadError, match=r"; the file's 5 is a Sequential \(5\.1\.weight\): "
+                                             r"load it with a package.module:factory"):
+        fit_state_dict(sd, expected(), "w", "spec")
