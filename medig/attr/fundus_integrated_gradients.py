@@ -165,7 +165,9 @@ class FundusIntegratedGradients(IntegratedGradients):
         Explanation
         """
         if isinstance(target, ClassGroup):  # P(group) through a wrapped forward (class_group.py)
-            options = {k: v for k, v in locals().items() if k not in ("self", "inputs", "target")}
+            options = dict(locals())  # every other argument, passed on unchanged
+            for name in ("self", "inputs", "target"):
+                options.pop(name)
             return explain_class_group(self, inputs, target, **options)
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("explain expects a batched input tensor (N, C, H, W)")
