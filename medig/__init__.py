@@ -18,13 +18,21 @@ _LAZY = {
     "load_model": "medig.models",
     "LoadedModel": "medig.models",
     "ModelLoadError": "medig.models",
+    "ClassGroup": "medig.attr",  # issue 15
+    "explained_output": "medig.attr",  # issue 15
 }
 
 __all__ = ["__version__", *_LAZY]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from medig.attr import Explanation, FundusIntegratedGradients, with_normalization
-    from medig.models import LoadedModel, ModelLoadError, load_model
+if TYPE_CHECKING:  # pragma: no cover - "X as X": re-exported names, for type checkers
+    from medig.attr import ClassGroup as ClassGroup
+    from medig.attr import Explanation as Explanation
+    from medig.attr import FundusIntegratedGradients as FundusIntegratedGradients
+    from medig.attr import explained_output as explained_output
+    from medig.attr import with_normalization as with_normalization
+    from medig.models import LoadedModel as LoadedModel
+    from medig.models import ModelLoadError as ModelLoadError
+    from medig.models import load_model as load_model
 
 
 def __getattr__(name: str) -> Any:

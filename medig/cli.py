@@ -21,15 +21,18 @@ examples:
   medig audit /data/screening --out audit-2026-11 --baseline black blur --masks /data/masks
   medig audit scans/ --out out --model torchvision:resnet50 --weights dr.pt \\
         --classes "no DR" "referable DR" --size 512 --device cuda --batch-size 16
+  medig audit scans/ --out out --model timm:efficientnet_b0 --weights dr.ckpt \\
+        --target "referable DR=2,3,4" --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225
   torchrun --nproc-per-node 4 -m medig audit /data/screening --out audit-out
   medig report audit-out --template my_hospital.toml
   medig audit /data/dicom --out out --per-study --dicom-out --include-phi --send PACS@pacs:104
 
 exit codes:
   {EXIT_OK}  every input audited
-  {EXIT_FAILED}  the audit could not run (model not loadable, no inputs, --out not a writable
-     folder or in use by another audit, ...)
-  {EXIT_USAGE}  usage error, or --out holds an audit with other settings (use --force)
+  {EXIT_FAILED}  the audit could not run (model not loadable, weights that fit the architecture
+     under no key prefix, no inputs, --out not a writable folder or in use by another audit, ...)
+  {EXIT_USAGE}  usage error (a bad --model-arg, a --target naming no class of the model, a group
+     with --output logit), or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
   {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
 """
@@ -48,12 +51,17 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                    help="folders (searched recursively) or files: JPEG, PNG, TIFF, DICOM")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", default="demo",
-                   help="demo | FILE.pt2 | FILE.ts | torchvision:ARCH | monai:NET | "
+                   help="demo | FILE.pt2 | FILE.ts | torchvision:ARCH | timm:ARCH | monai:NET | "
                         "package.module:factory (default: demo)")
-    p.add_argument("--weights", help="state-dict file for torchvision:/monai:/factory models")
+    p.add_argument("--weights", help="weights for torchvision:/timm:/monai:/factory models: "
+                                     ".safetensors, a state dict or a training checkpoint "
+                                     "(Lightning .ckpt, {'model_state_dict': ...}, ...)")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="class names, in output order")
-    p.add_argument("--target", default="pred",
-                   help="class to explain: pred (the predicted class), an index or a name")
+    p.add_argument("--target", default=None,
+                   help="what to explain: pred (each image's predicted class), a class (index or "
+                        "name), or a group 'NAME=C1,C2,...' whose summed probability is explained, "
+                        "e.g. 'referable DR=2,3,4' (default: the model's declared positive class "
+                        "or group, else pred)")
     p.add_argument("--baseline", nargs="+", default=["black", "blur"], metavar="NAME",
                    help="baseline(s), averaged: " + ", ".join(available_baselines())
                         + " (default: black blur)")
@@ -99,6 +107,19 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                         "re-run sends only what was not acknowledged (implies --dicom-out)")
     p.add_argument("--calling-aet", default="MEDIG",
                    help="medig's AE title when sending (default MEDIG)")
+    # issue 15: what a model needs besides its weights, so no JSON file is needed beside them
+    p.add_argument("--mean", nargs=3, type=float, metavar=("R", "G", "B"),
+                   help="normalisation mean the model was trained with (0-1 or 0-255 units; "
+                        "default: JSON beside the weights, else the checkpoint)")
+    p.add_argument("--std", nargs=3, type=float, metavar=("R", "G", "B"),
+                   help="normalisation standard deviation (as --mean)")
+    p.add_argument("--input-size", type=int, metavar="N",
+                   help="side of the square input the model was trained on (default: JSON, "
+                        "checkpoint, or what the architecture was built for)")
+    p.add_argument("--model-arg", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="constructor argument of torchvision:/timm:/monai:/factory models, the "
+                        "value parsed as JSON where possible (false, 5, \"swin_t\"), e.g. "
+                        "--model-arg image_size=384 drop_rate=0.2")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,9 +151,10 @@ def _error(message: str) -> None:
 
 def _run_audit(args: argparse.Namespace) -> int:
     from medig.audit import AuditError, AuditSettings, SettingsChangedError, run_audit
+    from medig.audit.errors import AuditUsageError
     from medig.baselines import available_baselines
     from medig.io import ImageReadError
-    from medig.models import ModelLoadError
+    from medig.models import ModelArgumentError, ModelLoadError
     from medig.pacs.steps import SendIncomplete
 
     unknown = [b for b in args.baseline if b not in available_baselines()]
@@ -142,9 +164,14 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.completeness_tol <= 0 or args.max_steps < 2 or args.batch_size < 1:
         _error("--completeness-tol must be > 0, --max-steps >= 2 and --batch-size >= 1")
         return EXIT_USAGE
-    pacs_problem = _pacs_usage_error(args)  # issue 17
+    pacs_problem = _pacs_usage_error(args)
     if pacs_problem:
         _error(pacs_problem)
+        return EXIT_USAGE
+    try:
+        model_args = parse_model_args(args.model_arg)
+    except ValueError as error:
+        _error(str(error))
         return EXIT_USAGE
     settings = AuditSettings(
         model=args.model, weights=args.weights, class_names=list(args.classes or []),
@@ -154,13 +181,14 @@ def _run_audit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=max(0, args.workers), threads=max(0, args.threads),
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
-        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template,
+        mean=args.mean, std=args.std, input_size=args.input_size, model_args=model_args)
     settings.per_study, settings.dicom_out = args.per_study, args.dicom_out or bool(args.send)
-    settings.send, settings.calling_aet = args.send, args.calling_aet  # issue 17
+    settings.send, settings.calling_aet = args.send, args.calling_aet
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)
-    except SettingsChangedError as error:
+    except (SettingsChangedError, AuditUsageError, ModelArgumentError) as error:
         _error(str(error))
         return EXIT_USAGE
     except SendIncomplete as error:  # issue 17: results and report are written; sending is not
@@ -213,6 +241,29 @@ def _print_pacs_outputs(out, settings) -> None:
     if settings.send:
         print(f"sent: every DICOM object acknowledged by {settings.send} "
               f"(log: {Path(out) / 'dicom' / 'sent.jsonl'})")
+def parse_model_args(items: Sequence[str]) -> dict[str, object]:
+    """``--model-arg KEY=VALUE ...`` as keyword arguments: each value parsed as a JSON literal
+    where possible (``false``, ``5``, ``[1, 2]``, ``"swin_t"``), else kept as the string.
+
+    Raises
+    ------
+    ValueError
+        An item without ``=``, or a key that is not a Python identifier; one line naming it.
+    """
+    import json
+
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python "
+                             "identifier, e.g. image_size=384")
+        try:
+            parsed[key] = json.loads(text)
+        except ValueError:
+            parsed[key] = text
+    return parsed
 
 
 def _run_report(args: argparse.Namespace) -> int:

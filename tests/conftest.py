@@ -28,3 +28,40 @@ def small_cnn(seed: int = 0, classes: int = 2, dtype: torch.dtype = torch.float3
 @pytest.fixture
 def cnn() -> nn.Module:
     return small_cnn()
+
+
+class ModelZoo:
+    """Untrained torchvision (and timm) classifiers with 5 outputs, each saved in the forms of
+    :mod:`tests.models.checkpoint_forms`, built on first use and shared by the session (issue 15)."""
+
+    SIZE = 32  # small inputs keep transformers cheap on CPU
+
+    def __init__(self, root) -> None:
+        self.root = root
+        self.models: dict[str, nn.Module] = {}
+        self.paths: dict[tuple[str, str], object] = {}
+
+    def model(self, spec: str) -> nn.Module:
+        if spec not in self.models:
+            from medig.models.architectures import build_architecture
+
+            torch.manual_seed(0)
+            kwargs = {"image_size": self.SIZE} if spec == "torchvision:vit_b_16" else {}
+            from tests.models.checkpoint_forms import liven, quick_init
+
+            model = build_architecture(spec, 5, kwargs, initialise=False)
+            self.models[spec] = liven(quick_init(model))
+        return self.models[spec]
+
+    def path(self, spec: str, form: str):
+        if (spec, form) not in self.paths:
+            from tests.models.checkpoint_forms import save_form
+
+            self.paths[spec, form] = save_form(self.model(spec), form, self.root,
+                                               spec.replace(":", "_"), self.SIZE)
+        return self.paths[spec, form]
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> ModelZoo:
+    return ModelZoo(tmp_path_factory.mktemp("zoo"))

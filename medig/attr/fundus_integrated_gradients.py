@@ -12,6 +12,7 @@ from torch import Tensor
 
 from medig.attr.adaptive import adaptive_path_integral
 from medig.attr.chunking import auto_chunk_size, is_out_of_memory
+from medig.attr.class_group import ClassGroup, explain_class_group
 from medig.attr.completeness import (
     ABSOLUTE_FLOOR,
     completeness_delta,
@@ -131,8 +132,10 @@ class FundusIntegratedGradients(IntegratedGradients):
         ----------
         inputs : Tensor
             ``(N, C, H, W)`` images in [0, 1] (float32 or float64).
-        target : int, list, Tensor or None
-            Output index per image; None explains the predicted (arg-max) class.
+        target : int, list, Tensor, ClassGroup or None
+            Output index per image; None explains the predicted (arg-max) class. A
+            :class:`~medig.ClassGroup` explains the summed probability of its classes (the
+            forward must return probabilities); the result is then a ``GroupExplanation``.
         baselines : baseline spec, optional
             Overrides the constructor's default; a list is averaged over.
         completeness_tol : float or None
@@ -161,6 +164,11 @@ class FundusIntegratedGradients(IntegratedGradients):
         -------
         Explanation
         """
+        if isinstance(target, ClassGroup):  # P(group) through a wrapped forward (class_group.py)
+            options = dict(locals())  # every other argument, passed on unchanged
+            for name in ("self", "inputs", "target"):
+                options.pop(name)
+            return explain_class_group(self, inputs, target, **options)
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("explain expects a batched input tensor (N, C, H, W)")
         if method != "adaptive" and method not in _CAPTUM_METHODS:

@@ -14,30 +14,18 @@ import torch
 from torch import Tensor, nn
 
 from medig.attr import FundusIntegratedGradients
+from medig.attr.class_group import ClassGroup
 from medig.attr.outputs import explained_output
-from medig.audit.errors import AuditError
 from medig.audit.inputs import AuditInput, DecodedInput
+from medig.audit.memory_format import to_device
 from medig.audit.records import explanation_rows
 from medig.audit.settings import AuditSettings
 from medig.audit.steps import AuditContext, ImageBatch, batch_steps
 from medig.audit.store import WorkStore
+from medig.audit.targets import resolve_target
 from medig.io import ImageReadError, decode_jpeg_batch
 
 __all__ = ["Auditor", "resolve_target"]
-
-
-def resolve_target(target: str, class_names: Sequence[str]) -> int | None:
-    """``--target``: None for ``pred``, else the index of a class given by index or name."""
-    if target == "pred":
-        return None
-    if target.lstrip("-").isdigit():
-        index = int(target)
-        if not 0 <= index < len(class_names):
-            raise AuditError(f"--target {target} is out of range for {len(class_names)} classes")
-        return index
-    if target in class_names:
-        return list(class_names).index(target)
-    raise AuditError(f"--target {target!r} is not a class name; classes: {', '.join(class_names)}")
 
 
 class Auditor:
@@ -45,16 +33,17 @@ class Auditor:
 
     def __init__(self, model: nn.Module, class_names: list[str], settings: AuditSettings,
                  device: torch.device, store: WorkStore, out_dir, keys: dict[int, str]) -> None:
-        try:  # channels_last weights match the channels_last path points of the adaptive schedule
-            model = model.to(device, memory_format=torch.channels_last).eval()
-        except (RuntimeError, TypeError):  # e.g. scripted or exported programs
-            model = model.to(device).eval()
-        forward = explained_output(model, settings.output)
+        model = to_device(model, device)
+        target = resolve_target(settings.target, class_names, settings.output)
+        # A group is explained through a forward returning P(group) as its only column, so the
+        # steps' target index is 0 (see Predict); a class or "pred" indexes the model's outputs.
+        forward = explained_output(model, settings.output,
+                                   target if isinstance(target, ClassGroup) else None)
         self.ctx = AuditContext(
             model=model, forward=forward,
             ig=FundusIntegratedGradients(forward, baselines=list(settings.baselines)),
             class_names=class_names, settings=settings, device=device, store=store,
-            out_dir=out_dir, target=resolve_target(settings.target, class_names))
+            out_dir=out_dir, target=target)
         self.steps = batch_steps(self.ctx)
         self.keys = keys
 

@@ -2,7 +2,7 @@
 """The audit's own errors (bad files are rows, not exceptions: see :mod:`medig.audit.records`)."""
 from __future__ import annotations
 
-__all__ = ["AuditError", "SettingsChangedError"]
+__all__ = ["AuditError", "AuditUsageError", "SettingsChangedError"]
 
 
 class AuditError(RuntimeError):
@@ -11,3 +11,8 @@ class AuditError(RuntimeError):
 
 class SettingsChangedError(AuditError):
     """The output folder holds an audit made with other settings (use a new --out or --force)."""
+
+
+class AuditUsageError(AuditError):
+    """The settings ask for something the model cannot give (a class it does not have, a group
+    explained as a logit): a usage error, reported before any image is audited."""

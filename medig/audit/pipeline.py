@@ -41,10 +41,12 @@ from medig.audit.finalise import (
 from medig.audit.inputs import AuditInput, adopt_hashes, collect_inputs, decode_batches
 from medig.audit.lock import OutputLock
 from medig.audit.manifest import read_manifest, write_manifest
+from medig.audit.model_setup import load_for_audit
 from medig.audit.progress import Progress
 from medig.audit.settings import AuditSettings
 from medig.audit.steps import audit_steps
 from medig.audit.store import WorkStore, record_key, unreadable_key
+from medig.audit.targets import checked_target
 from medig.utils import atomic_write, remove_stale_temporaries, sha256_file
 
 __all__ = ["AuditError", "AuditSummary", "SettingsChangedError", "finalise_audit", "run_audit"]
@@ -154,6 +156,7 @@ def run_audit(
             raise AuditError(f"--classes names {len(settings.class_names)} classes but the model "
                              f"has {len(class_names)}")
         settings.weights_sha256 = weights_sha
+        settings.target = checked_target(settings)  # issue 15: usage errors before any output
         if not settings.size:
             settings.size = int(input_size or 512)
         items = collect_inputs(inputs, settings.masks, exclude=[out])
@@ -229,8 +232,4 @@ def run_audit(
 
 
 def _load_model(settings: AuditSettings) -> tuple[nn.Module, list[str], int | None, str | None]:
-    from medig.models import load_model
-
-    loaded = load_model(settings.model, weights=settings.weights,
-                        class_names=settings.class_names or None)
-    return loaded.model, list(loaded.class_names), loaded.input_size, loaded.weights_sha256
+    return load_for_audit(settings)  # fills the settings with what the model declares

@@ -43,6 +43,7 @@ RESULT_FIELDS = (
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
     # issue 17: study (keyed hash, never the UID) and where laterality and study came from
     "study", "study_source", "laterality_source",
+    "target_members",  # issue 15: the classes whose summed probability a group target explains
 )
 
 
@@ -133,6 +134,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_value(value: Any) -> Any:
+    # Lists and mappings as JSON text, which a spreadsheet shows and a script parses.
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return _json_value(value)
+
+
 def results_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     """``results.jsonl`` text: one JSON object per row, fields in :data:`RESULT_FIELDS` order."""
     return "".join(
@@ -150,7 +158,7 @@ def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ())
     writer.writerow(columns)
     for row in rows:
         probs = row.get("probabilities") or {}
-        values = [_json_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
+        values = [_csv_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
         values += [probs.get(c) for c in names]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()

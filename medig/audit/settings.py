@@ -15,6 +15,7 @@ __all__ = ["AuditSettings", "NUMERIC_SETTINGS"]
 NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
+    "mean", "std", "model_args",  # issue 15: normalisation and constructor arguments in effect
 )
 
 
@@ -29,7 +30,7 @@ class AuditSettings:
     weights: str | None = None
     weights_sha256: str | None = None
     class_names: list[str] = field(default_factory=list)
-    target: str = "pred"
+    target: str | None = None  # None: the model's declared target, else "pred" (filled on load)
     baselines: list[str] = field(default_factory=lambda: ["black", "blur"])
     completeness_tol: float = 0.01
     max_steps: int = 256
@@ -54,6 +55,13 @@ class AuditSettings:
     dicom_out: bool = False
     send: str | None = None
     calling_aet: str = "MEDIG"
+    # issue 15: model metadata from the command line (mean/std are filled with the values in
+    # effect once the model is loaded) and where each piece the model uses came from
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    input_size: int | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    model_metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

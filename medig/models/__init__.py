@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from medig.models.demo import DemoNet
-from medig.models.loading import DEMO_WEIGHTS, LoadedModel, ModelLoadError, load_model
+from medig.models.errors import ModelArgumentError, ModelLoadError
+from medig.models.loading import DEMO_WEIGHTS, LoadedModel, load_model
 
-__all__ = ["DEMO_WEIGHTS", "DemoNet", "LoadedModel", "ModelLoadError", "load_model"]
+__all__ = ["DEMO_WEIGHTS", "DemoNet", "LoadedModel", "ModelArgumentError", "ModelLoadError",
+           "load_model"]

@@ -57,6 +57,8 @@ class AuditData:
         names = list((self.manifest.get("model") or {}).get("class_names") or [])
         for r in self.ok:  # classes seen in rows but missing from the manifest still get counted
             for key in ("predicted", "target"):
+                if key == "target" and r.get("target_members"):
+                    continue  # a group of classes (issue 15), not a class
                 if r.get(key) is not None and str(r[key]) not in names:
                     names.append(str(r[key]))
         return names
@@ -67,7 +69,8 @@ class AuditData:
 
     def target_counts(self) -> dict[str, int]:
         counts = Counter(str(r["target"]) for r in self.ok if r.get("target") is not None)
-        return {name: counts[name] for name in self.class_names if counts.get(name)}
+        names = self.class_names + [t for t in counts if t not in self.class_names]  # groups
+        return {name: counts[name] for name in names if counts.get(name)}
 
     @property
     def has_localisation(self) -> bool:

@@ -23,8 +23,10 @@ from reportlab.platypus import (
 
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
+from medig.report.targets import overlay_caption, probability_table
 
-__all__ = ["FIGURES", "image_block", "image_figures", "images", "overlay_path", "prediction_text"]
+__all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
+           "prediction_text"]
 
 _LATERALITY = {"R": "right eye", "L": "left eye", "B": "both eyes", "U": "unknown"}
 _SAMPLE_SEED = 0
@@ -111,6 +113,12 @@ FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] 
 ]
 
 
+#: Flowables printed under each image's figures, in order (issue 15: class probabilities).
+TABLES: list[Callable[[ReportContext, dict[str, Any]], list[Flowable]]] = [
+    probability_table,
+]
+
+
 def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs printed beside an image: every group of :data:`FIGURES`."""
     if r.get("status") != "ok":
@@ -142,7 +150,7 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
                 [
                     [
                         ctx.P("Image as given to the model", ctx.s.small),
-                        ctx.P("Overlay: green = for, red = against", ctx.s.small),
+                        ctx.P(overlay_caption(ctx, r), ctx.s.small),
                     ]
                 ],
                 colWidths=[iw * scale / 2] * 2,
@@ -184,6 +192,8 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
             extra=extra,
         )
     )
+    for block in TABLES:
+        parts += block(ctx, r)
     parts.append(Spacer(1, 10))
     return KeepTogether(parts)
 

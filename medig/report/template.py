@@ -29,6 +29,7 @@ SECTIONS = (
     "method",
     "images",
     "provenance",
+    "target",  # issue 15: what the colours mean (the explained class or group)
 )
 """Section names a template's ``[report].sections`` may list."""
 

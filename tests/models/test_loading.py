@@ -190,9 +190,18 @@ def test_bad_specs(kwargs, match):
         load_model(**kwargs)
 
 
-def test_missing_class_names_and_bad_factory(tmp_path, factory_module):
-    with pytest.raises(ModelLoadError, match="class names unknown"):
-        load_model(f"{factory_module}:make")
+def test_missing_class_names_become_generic_with_one_warning(factory_module, caplog):
+    # Class names are optional (issue 15): the outputs are counted and named "class k".
+    with caplog.at_level("WARNING", logger="medig"):
+        loaded = load_model(f"{factory_module}:make")
+    assert loaded.class_names == ["class 0", "class 1"]
+    assert loaded.metadata.sources["class_names"] == "generic (none given)"
+    assert [r.message for r in caplog.records if "class names" in r.message] == [
+        f"{factory_module}:make: no class names found (arguments, JSON file or checkpoint); "
+        "using 'class 0' to 'class 1'"]
+
+
+def test_bad_factory(factory_module):
     with pytest.raises(ModelLoadError, match="not an nn.Module"):
         load_model(f"{factory_module}:not_a_module", class_names=NAMES)
 

@@ -19,7 +19,8 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
-from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity  # issue 17
+from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity
+from medig.audit.steps.target import RecordTarget
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -39,11 +40,11 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    before: list[AuditStep] = []
-    after: list[AuditStep] = []
-    # issue 17: per-study pages, DICOM objects for the PACS, and sending them
     from medig.pacs.steps import pacs_steps
 
-    before.append(IdentifyRemainingRows())
-    after += pacs_steps(settings)
+    before: list[AuditStep] = [
+        RecordTarget(settings),  # what the colours mean, where the model's metadata came from
+        IdentifyRemainingRows(),  # study and eye of rows no batch step saw
+    ]
+    after: list[AuditStep] = pacs_steps(settings)  # per-study pages, DICOM objects, sending
     return before, after

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from medig.attr import Explanation, FundusIntegratedGradients
+from medig.attr.class_group import ClassGroup
 from medig.audit.inputs import AuditInput
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore
@@ -38,7 +39,7 @@ class AuditContext:
     device: torch.device
     store: WorkStore
     out_dir: Path
-    target: int | None  # fixed class to explain, or None for the predicted class
+    target: int | ClassGroup | None  # fixed class or group to explain, None: the predicted class
 
 
 @dataclass
