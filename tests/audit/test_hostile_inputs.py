@@ -155,10 +155,10 @@ def test_file_replaced_between_hashing_and_decoding(tmp_path, monkeypatch):
     (row,) = _audit(tmp_path / "in", out).rows
     second = hashlib.sha256(path.read_bytes()).hexdigest()
     assert first != second and row["sha256"] == second  # the bytes that were decoded
-    key = record_key(second, _settings().key())
-    assert (out / ".medig" / "records" / f"{key}.json").is_file()
-    assert not (out / ".medig" / "records" / f"{record_key(first, _settings().key())}.json"
-                ).exists()
+    # The settings' key as the audit resolved them (the model fills in mean/std and the target).
+    settings_key = json.loads((out / "manifest.json").read_text())["settings_key"]
+    assert (out / ".medig" / "records" / f"{record_key(second, settings_key)}.json").is_file()
+    assert not (out / ".medig" / "records" / f"{record_key(first, settings_key)}.json").exists()
     monkeypatch.undo()
     assert _audit(tmp_path / "in", out).computed == 0  # found again under the right hash
 
