@@ -83,6 +83,13 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-audit into an --out folder made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    # issue 13: can the attributions be trusted?
+    p.add_argument("--sanity-sample", type=int, default=8, metavar="N",
+                   help="images of the model-randomisation sanity check (default 8; 0 disables)")
+    p.add_argument("--cross-check", nargs="+", default=[], choices=("occlusion",),
+                   help="also compare IG with Captum's Occlusion on a patch grid, per image")
+    p.add_argument("--no-trust-checks", action="store_true",
+                   help="skip the per-image baseline-agreement and faithfulness checks")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -132,6 +139,11 @@ def _run_audit(args: argparse.Namespace) -> int:
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
         overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+    if args.sanity_sample < 0:  # issue 13
+        _error("--sanity-sample must be >= 0 (0 disables the sanity check)")
+        return EXIT_USAGE
+    settings.sanity_sample, settings.cross_check = args.sanity_sample, list(args.cross_check)
+    settings.trust_checks = not args.no_trust_checks
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)

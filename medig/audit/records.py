@@ -42,6 +42,10 @@ RESULT_FIELDS = (
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
 )
+RESULT_FIELDS += (  # issue 13: trust checks
+    "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
+    "random_deletion_auc", "occlusion_agreement", "trust_flags",
+)
 
 
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:
@@ -131,6 +135,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_value(value: Any) -> Any:
+    # A list (trust_flags) is one cell: its entries joined by ";" (empty when there are none).
+    if isinstance(value, (list, tuple)):
+        return ";".join(map(str, value))
+    return _json_value(value)
+
+
 def results_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     """``results.jsonl`` text: one JSON object per row, fields in :data:`RESULT_FIELDS` order."""
     return "".join(
@@ -148,7 +159,7 @@ def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ())
     writer.writerow(columns)
     for row in rows:
         probs = row.get("probabilities") or {}
-        values = [_json_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
+        values = [_csv_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
         values += [probs.get(c) for c in names]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()

@@ -16,6 +16,7 @@ NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
 )
+NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # issue 13: they add result columns
 
 
 @dataclass
@@ -49,6 +50,10 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
+    # issue 13: trust checks (per-image agreement/faithfulness, optional cross-checks, sanity check)
+    trust_checks: bool = True
+    cross_check: list[str] = field(default_factory=list)
+    sanity_sample: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

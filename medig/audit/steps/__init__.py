@@ -19,6 +19,8 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.sanity import SanityCheck
+from medig.audit.steps.verdicts import trust_steps
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -31,10 +33,12 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
         Predict(ctx),
         Explain(ctx),
         Localisation(ctx),
+        *trust_steps(ctx),  # issue 13: per-image trust checks and flags
         StoreArrays(ctx),
     ]
 
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    return [], []
+    before: list[AuditStep] = [SanityCheck()]  # issue 13: also records the trust thresholds
+    return before, []
