@@ -29,6 +29,7 @@ SECTIONS = (
     "method",
     "images",
     "provenance",
+    "trust",  # issue 13
 )
 """Section names a template's ``[report].sections`` may list."""
 
