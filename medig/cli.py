@@ -160,6 +160,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     print(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
           f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
           f"attribution, {summary.errors} could not be read")
+    from medig.audit.steps.verdicts import trust_line  # issue 13
+
+    print(trust_line(summary.rows, summary.out_dir))
     print(f"report: {summary.report}")
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
 

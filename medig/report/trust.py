@@ -257,20 +257,19 @@ def trust_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]
     f: list[tuple[str, str]] = []
     agreement = _num(r.get("baseline_agreement"))
     if agreement is not None:
-        low = agreement < limits["baseline_agreement_min"]
+        limit = limits["baseline_agreement_min"]
+        verdict = ("flagged: baseline-dependent" if agreement < limit
+                   else f"not flagged (flag below {limit:.2f})")
+        text = f"{agreement:.2f}: {verdict}"
         overlap = _num(r.get("baseline_topk_overlap"))
-        text = f"{agreement:.2f} ({'low: baseline-dependent' if low else 'the maps agree'})"
         if overlap is not None:
-            text += f"; top 5% shared: {format_percent(overlap, 0)}"
+            text += f"; strongest 5% shared: {format_percent(overlap, 0)}"
         f.append(("Baseline agreement", text))
     faithful = _num(r.get("faithfulness"))
     if faithful is not None:
         beats = faithful > limits["faithfulness_min"]
-        auc, rnd = _num(r.get("deletion_auc")), _num(r.get("random_deletion_auc"))
-        text = f"{faithful:+.2f} ({'beats' if beats else 'does not beat'} random removal)"
-        if auc is not None and rnd is not None:
-            text += f"; output area {auc:.3g} vs {rnd:.3g} random"
-        f.append(("Faithfulness", text))
+        verdict = "beats random removal" if beats else "flagged: does not beat random removal"
+        f.append(("Faithfulness", f"{faithful:+.2f}: {verdict}"))
     occlusion = _num(r.get("occlusion_agreement"))
     if occlusion is not None:
         f.append(("Occlusion agreement", f"{occlusion:.2f} (rank correlation with occlusion)"))

@@ -57,9 +57,10 @@ def test_each_image_shows_its_figures_and_flags(tmp_path: Path) -> None:
     assert "eye_2.png — check: baseline-dependent, not-faithful" in text
     assert "eye_3.png — FLAGGED: incomplete attribution" in text
     assert "eye_3.png — FLAGGED: incomplete attribution — check" not in text
-    assert "0.05 (low: baseline-dependent); top 5% shared: 0%" in text
-    assert "-0.12 (does not beat random removal)" in text
-    assert "+0.31 (beats random removal)" in text
+    assert "0.05: flagged: baseline-dependent; strongest 5% shared: 0%" in text
+    assert "0.42: not flagged (flag below 0.10)" in text
+    assert "-0.12: flagged: does not beat random removal" in text
+    assert "+0.31: beats random removal" in text
     assert "0.61 (rank correlation with occlusion)" in text
 
 
