@@ -210,8 +210,8 @@ def deletion_curve(
     Parameters
     ----------
     forward_func : callable
-        The explained output, ``(N, C, H, W) -> (N, K)`` (or ``(N,)``), e.g. the softmax
-        probability the audit explains.
+        The output recorded, ``(N, C, H, W) -> (N, K)`` (or ``(N,)``): the explained output, or
+        for a softmax probability its log-odds (:func:`faithfulness_output`), as audits do.
     inputs : Tensor
         ``(N, C, H, W)`` images.
     attributions : Tensor

@@ -78,7 +78,12 @@ class SanityCheck:
                 return stored["result"]
         except (OSError, ValueError, KeyError):
             pass
-        result = self._run(audit, sample, keys)
+        try:
+            result = self._run(audit, sample, keys)
+        except Exception as error:  # noqa: BLE001 - the audit's results must still be written
+            log.warning("sanity check could not run: %s: %s", type(error).__name__, error)
+            return {"status": "not run", "reason": f"{type(error).__name__}: "
+                                                   f"{' '.join(str(error).split())}"[:300]}
         atomic_write(path, json.dumps({"key": stamp, "result": result}))
         return result
 
@@ -95,13 +100,8 @@ class SanityCheck:
         if fov.ndim == 3:
             fov = fov[:, None]
         target = torch.tensor([row["target_index"] for row, _ in sample], device=device)
-        try:
-            result = randomisation_test(audit.model, x, target, fov=fov, baselines=s.baselines,
-                                        output=s.output, seed=SANITY_SEED)
-        except Exception as error:  # noqa: BLE001 - the audit's results must still be written
-            log.warning("sanity check could not run: %s: %s", type(error).__name__, error)
-            return {"status": "not run", "reason": f"{type(error).__name__}: "
-                                                   f"{' '.join(str(error).split())}"[:300]}
+        result = randomisation_test(audit.model, x, target, fov=fov, baselines=s.baselines,
+                                    output=s.output, seed=SANITY_SEED)
         entry: dict[str, Any] = {
             "status": "not run" if not result.ran else ("passed" if result.passed else "failed"),
             "reason": result.reason,
