@@ -221,8 +221,6 @@ def sanity_chart(similarity: list[float | None], stages: list[str], limit: float
         d.add(String(x0 - 3, y(v) - 2, f"{v:g}", fontName=font, fontSize=6, textAnchor="end"))
     d.add(Line(x0, y(limit), x0 + cw, y(limit), strokeColor=_LIMIT, strokeWidth=0.8,
                strokeDashArray=[3, 2]))
-    d.add(String(x0 + cw, y(limit) + 2, f"pass below {limit:.2f}", fontName=font, fontSize=6,
-                 fillColor=_LIMIT, textAnchor="end"))
     points = [(x, y(v)) for x, v in zip(xs, similarity) if v is not None]
     if len(points) > 1:
         d.add(PolyLine([c for p in points for c in p], strokeColor=_BAR, strokeWidth=1.2))
@@ -235,8 +233,8 @@ def sanity_chart(similarity: list[float | None], stages: list[str], limit: float
         d.add(String(x, y0 - 9, label, fontName=font, fontSize=6, textAnchor="middle"))
     d.add(String(x0, height - 10, "Sanity check: map similarity after randomising",
                  fontName=font, fontSize=7))
-    d.add(String(x0 + cw / 2, 3, "layers randomised, from the output backwards", fontName=font,
-                 fontSize=6, textAnchor="middle"))
+    d.add(String(x0 + cw / 2, 3, f"layers randomised, from the output backwards; passes below "
+                 f"{limit:.2f} (dashed)", fontName=font, fontSize=6, textAnchor="middle"))
     return d
 
 
