@@ -120,6 +120,13 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                    help="constructor argument of torchvision:/timm:/monai:/factory models, the "
                         "value parsed as JSON where possible (false, 5, \"swin_t\"), e.g. "
                         "--model-arg image_size=384 drop_rate=0.2")
+    # issue 13: can the attributions be trusted?
+    p.add_argument("--sanity-sample", type=int, default=8, metavar="N",
+                   help="images of the model-randomisation sanity check (default 8; 0 disables)")
+    p.add_argument("--cross-check", nargs="+", default=[], choices=("occlusion",),
+                   help="also compare IG with Captum's Occlusion on a patch grid, per image")
+    p.add_argument("--no-trust-checks", action="store_true",
+                   help="skip the per-image baseline-agreement and faithfulness checks")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -185,6 +192,11 @@ def _run_audit(args: argparse.Namespace) -> int:
         mean=args.mean, std=args.std, input_size=args.input_size, model_args=model_args)
     settings.per_study, settings.dicom_out = args.per_study, args.dicom_out or bool(args.send)
     settings.send, settings.calling_aet = args.send, args.calling_aet
+    if args.sanity_sample < 0:
+        _error("--sanity-sample must be >= 0 (0 disables the sanity check)")
+        return EXIT_USAGE
+    settings.sanity_sample, settings.cross_check = args.sanity_sample, list(args.cross_check)
+    settings.trust_checks = not args.no_trust_checks
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)
@@ -208,6 +220,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     print(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
           f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
           f"attribution, {summary.errors} could not be read")
+    from medig.audit.steps.verdicts import trust_line  # issue 13
+
+    print(trust_line(summary.rows, summary.out_dir))
     print(f"report: {summary.report}")
     _print_pacs_outputs(summary.out_dir, settings)  # issue 17
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK

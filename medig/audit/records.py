@@ -45,6 +45,10 @@ RESULT_FIELDS = (
     "study", "study_source", "laterality_source",
     "target_members",  # issue 15: the classes whose summed probability a group target explains
 )
+RESULT_FIELDS += (  # issue 13: trust checks
+    "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
+    "random_deletion_auc", "occlusion_agreement", "trust_flags",
+)
 
 
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:

@@ -17,6 +17,7 @@ NUMERIC_SETTINGS = (
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
     "mean", "std", "model_args",  # issue 15: normalisation and constructor arguments in effect
 )
+NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # issue 13: they add result columns
 
 
 @dataclass
@@ -62,6 +63,10 @@ class AuditSettings:
     input_size: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     model_metadata: dict[str, Any] = field(default_factory=dict)
+    # issue 13: trust checks (per-image agreement/faithfulness, optional cross-checks, sanity check)
+    trust_checks: bool = True
+    cross_check: list[str] = field(default_factory=list)
+    sanity_sample: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -257,14 +257,7 @@ class IntegratedGradients(Transform):
         The returned :class:`~medig.Explanation` is always batched (``N = 1`` for a single image)
         and lives on the compute device. ``target`` overrides the constructor's for this call.
         """
-        x = plain(convert_to_tensor(img))
-        if x.ndim not in (3, 4):
-            raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}")
-        batch = x if x.ndim == 4 else x[None]
-        if self.device is not None:
-            batch = batch.to(self.device)
-        if not batch.is_floating_point():
-            batch = to_unit_range(batch).float()
+        batch = self._batch(img)
         tgt = self.target if target is None else target
         if isinstance(tgt, Tensor):
             tgt = tgt.reshape(-1).to(batch.device)
@@ -273,6 +266,37 @@ class IntegratedGradients(Transform):
                 batch, target=tgt, completeness_tol=self.completeness_tol,
                 max_steps=self.max_steps, method=self.method,
                 internal_batch_size=self.internal_batch_size)
+
+    def _batch(self, img: NdarrayOrTensor) -> Tensor:
+        """``img`` as the float ``(N, C, H, W)`` batch on the compute device that is explained."""
+        x = plain(convert_to_tensor(img))
+        if x.ndim not in (3, 4):
+            raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}")
+        batch = x if x.ndim == 4 else x[None]
+        if self.device is not None:
+            batch = batch.to(self.device)
+        if not batch.is_floating_point():
+            batch = to_unit_range(batch).float()
+        return batch
+
+    def checks(self, img: NdarrayOrTensor, explanation: Explanation,
+               fov: NdarrayOrTensor | None = None) -> dict[str, Tensor]:
+        """The per-image trust checks of ``explanation`` (:func:`medig.checks.image_checks`):
+        ``baseline_agreement`` and ``baseline_topk_overlap`` (two or more baselines),
+        ``faithfulness``, ``deletion_auc`` and ``random_deletion_auc``, as ``(N,)`` CPU tensors.
+
+        ``fov`` is the boolean field of view (``(1, H, W)`` or ``(N, 1, H, W)``, e.g.
+        :class:`FundusPreprocessd`'s mask); None uses every pixel.
+        """
+        from medig.checks import image_checks
+
+        batch = self._batch(img)
+        mask = None
+        if fov is not None:
+            mask = plain(convert_to_tensor(fov)).bool().to(batch.device)
+            mask = mask if mask.ndim == 4 else mask[None]
+        with eval_mode_of(self.nn_module):
+            return image_checks(self.explainer.forward_func, batch, explanation, mask)
 
     def attributions_like(self, explanation: Explanation, img: NdarrayOrTensor) -> Tensor:
         """Attributions of ``explanation`` with ``img``'s shape (batch dim or not), device and metadata."""

@@ -96,7 +96,10 @@ class IntegratedGradientsd(MapTransform):
     - ``attribution_keys`` (default ``f"{key}_ig"``): attributions, same shape and metadata as the image;
     - ``stats_keys`` (default ``f"{key}_ig_stats"``): a dict of the completeness figures ``target``,
       ``score`` (F(x)), ``baseline_score`` (F(x')), ``delta``, ``relative_error``, ``n_steps``,
-      ``converged``: 0-d tensors for a sample (collation stacks them), ``(N,)`` for a batch.
+      ``converged``: 0-d tensors for a sample (collation stacks them), ``(N,)`` for a batch; with
+      ``trust_checks`` also the per-image checks of :func:`medig.checks.image_checks`
+      (``faithfulness``, ``deletion_auc``, ``random_deletion_auc``, and ``baseline_agreement``,
+      ``baseline_topk_overlap`` with two or more baselines; NaN where not measurable).
 
     Parameters
     ----------
@@ -109,6 +112,11 @@ class IntegratedGradientsd(MapTransform):
         ``"label"``) instead of ``target``.
     attribution_keys, stats_keys : str or sequence of str, optional
         Output keys, one per key.
+    trust_checks : bool
+        Add the per-image trust checks to the stats (forward passes: about 40 per image).
+    mask_keys : str or sequence of str, optional
+        Field-of-view masks used by the checks, one per key (default ``f"{key}_fov_mask"``, as
+        :class:`FundusPreprocessd` writes; every pixel when the data has no such key).
     allow_missing_keys : bool
         Skip keys absent from the data instead of raising.
     """
@@ -130,8 +138,12 @@ class IntegratedGradientsd(MapTransform):
         stats_keys: KeysCollection | None = None,
         device: str | torch.device | None = None,
         allow_missing_keys: bool = False,
+        trust_checks: bool = True,
+        mask_keys: KeysCollection | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.trust_checks = trust_checks
+        self.mask_keys = _names(mask_keys, self.keys, "fov_mask")
         self.ig = IntegratedGradients(
             nn_module, baselines=baselines, target=target, completeness_tol=completeness_tol,
             max_steps=max_steps, method=method, internal_batch_size=internal_batch_size,
@@ -148,12 +160,16 @@ class IntegratedGradientsd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        for key, attr_key, stats_key in self.key_iterator(d, self.attribution_keys,
-                                                            self.stats_keys):
+        for key, attr_key, stats_key, mask_key in self.key_iterator(
+                d, self.attribution_keys, self.stats_keys, self.mask_keys):
             img = d[key]
             explanation = self.ig.explain(img, self._target(d))
             d[attr_key] = self.ig.attributions_like(explanation, img)
-            d[stats_key] = explanation_stats(explanation, squeeze=img.ndim == 3)
+            stats = explanation_stats(explanation, squeeze=img.ndim == 3)
+            if self.trust_checks:
+                checks = self.ig.checks(img, explanation, d.get(mask_key))
+                stats.update({k: v[0] if img.ndim == 3 else v for k, v in checks.items()})
+            d[stats_key] = stats
         return d
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from medig.attr.outputs import explained_output
 from medig.audit.manifest import write_manifest
-from medig.audit.records import explanation_rows, write_results
+from medig.audit.records import explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
@@ -114,6 +115,10 @@ class IntegratedGradientsHandler:
         Percentile of ``|attribution|`` at which the colours saturate.
     model_spec : str, optional
         Model name recorded in the manifest (default: the network's class name).
+    trust_checks : bool
+        Add the per-image trust checks (:func:`medig.checks.image_checks`: baseline agreement
+        with two or more baselines, faithfulness by deletion) and ``trust_flags`` to the rows,
+        as ``medig audit`` does; their thresholds go into the manifest.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class IntegratedGradientsHandler:
         overlay_scale: Literal["cohort", "image"] = "cohort",
         percentile: float = DEFAULT_PERCENTILE,
         model_spec: str | None = None,
+        trust_checks: bool = True,
     ) -> None:
         if output not in ("probability", "logit"):
             raise ValueError(f"output must be 'probability' or 'logit', got {output!r}")
@@ -157,6 +163,7 @@ class IntegratedGradientsHandler:
         self.overlay_scale = overlay_scale
         self.percentile = percentile
         self.model_spec = model_spec
+        self.trust_checks = trust_checks
         self._reset()
 
     # ------------------------------------------------------------------ ignite plumbing
@@ -242,7 +249,28 @@ class IntegratedGradientsHandler:
         self._files.extend(names)
         self._rows.extend(explanation_rows(
             explanation, probabilities, self.class_names,
-            paths=[n or p for n, p in zip(names, placeholder)]))
+            paths=[n or p for n, p in zip(names, placeholder)],
+            extra=self._checks(model, x, explanation, masks)))
+
+    def _checks(self, model: Any, x: Tensor, explanation: Any,
+                masks: Tensor | None) -> list[dict[str, Any]]:
+        """Per-image trust check columns and ``trust_flags`` of an explained batch."""
+        from medig.checks import image_checks, image_trust_flags
+        from medig.checks.deletion import faithfulness_output
+
+        checks = {}
+        if self.trust_checks:
+            with eval_mode_of(model):
+                checks = image_checks(faithfulness_output(model, self.output), x, explanation,
+                                      None if masks is None else masks.to(x.device))
+        flags = image_trust_flags(explanation, checks)
+        extra = []
+        for i, image_flags in enumerate(flags):
+            row: dict[str, Any] = {k: None if math.isnan(float(v[i])) else round_float(float(v[i]))
+                                   for k, v in checks.items()}
+            row["trust_flags"] = image_flags
+            extra.append(row)
+        return extra
 
     # ------------------------------------------------------------------ end of run
     def _relative_paths(self) -> list[str]:
@@ -260,6 +288,16 @@ class IntegratedGradientsHandler:
                 rel = os.path.basename(f)
             out.append(rel.replace(os.sep, "/"))
         return out
+
+    def _trust_manifest(self) -> dict[str, Any]:
+        from medig.checks import checks_manifest
+
+        entry = checks_manifest()
+        entry["per_image_checks"] = self.trust_checks
+        entry["sanity_check"] = {"status": "not run",
+                                 "reason": "not part of the MONAI engine handler; run "
+                                           "medig.checks.randomisation_test on a sample"}
+        return entry
 
     def completed(self, engine: Engine) -> None:
         """Render the overlays on one colour scale and write results, overlays and manifest."""
@@ -295,5 +333,5 @@ class IntegratedGradientsHandler:
             counts={"total": len(self._rows), "ok": len(ok), "error": len(self._rows) - len(ok),
                     "flagged": sum(bool(r["flagged"]) for r in ok)},
             cohort_clip=cohort, source="medig.monai.IntegratedGradientsHandler",
-            sample=self.sample, seed=self.seed)
+            sample=self.sample, seed=self.seed, trust_checks=self._trust_manifest())
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,7 @@ from reportlab.lib.pagesizes import A4, letter
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, SimpleDocTemplate
 
-from medig.report import images, sections, targets
+from medig.report import images, sections, targets, trust
 from medig.report.data import load_audit
 from medig.report.fonts import get_fonts
 from medig.report.layout import ReportContext, numbered_canvas
@@ -32,6 +32,7 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "images": images.images,
     "provenance": sections.provenance,
     "target": targets.target_section,  # issue 15: what the colours mean
+    "trust": trust.trust,  # issue 13
 }
 
 

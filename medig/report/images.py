@@ -24,6 +24,7 @@ from reportlab.platypus import (
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.targets import overlay_caption, probability_table
+from medig.report.trust import heading_flags, trust_figures  # issue 13
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
            "prediction_text"]
@@ -107,6 +108,7 @@ def metadata_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, s
 FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] = [
     prediction_figures,
     completeness_figures,
+    trust_figures,  # issue 13
     localisation_figures,
     laterality_figures,
     metadata_figures,
@@ -134,6 +136,7 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
         if flagged
         else ("  \u2014  NOT READ" if r.get("status") != "ok" else "")
     )
+    tag += heading_flags(r)  # issue 13
     parts: list[Flowable] = [
         Paragraph(f"<b>{markup(title, ctx.fonts)}</b>{markup(tag, ctx.fonts)}", ctx.s.h2)
     ]

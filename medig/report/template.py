@@ -30,6 +30,7 @@ SECTIONS = (
     "images",
     "provenance",
     "target",  # issue 15: what the colours mean (the explained class or group)
+    "trust",  # issue 13
 )
 """Section names a template's ``[report].sections`` may list."""
 

@@ -115,3 +115,25 @@ def test_on_collated_metatensor_batch(fundus_dir, model) -> None:
     assert attr.meta["filename_or_obj"] == batch["image"].meta["filename_or_obj"]
     torch.testing.assert_close(attr.affine, batch["image"].affine)
     assert out["image_ig_stats"]["relative_error"].shape == (3,)
+
+
+def test_stats_carry_the_per_image_trust_checks(fundus_dir, model) -> None:
+    """issue 13: the checks of :func:`medig.checks.image_checks`, on the FOV mask of the data."""
+    from medig.checks import image_checks
+
+    transform = Compose([*_load(), FundusPreprocessd("image", size=SIZE, reverse_indexing=True)])
+    data = [{"image": str(f)} for f in sorted(fundus_dir.glob("*.png"))[:2]]
+    batch = next(iter(DataLoader(Dataset(data, transform), batch_size=2)))
+    opts = dict(IG_OPTS, baselines=["black", "blur"])
+    stats = IntegratedGradientsd("image", model, **opts)(batch)["image_ig_stats"]
+    x, fov = batch["image"].as_tensor(), batch["image_fov_mask"].as_tensor()
+    core = FundusIntegratedGradients(model, baselines=["black", "blur"]).explain(x, **IG_OPTS)
+    expected = image_checks(model, x, core, fov)
+    assert set(expected) <= set(stats)
+    for name, value in expected.items():
+        torch.testing.assert_close(stats[name], value, atol=1e-4, rtol=1e-3)
+    single = IntegratedGradientsd("image", model, **opts)(
+        {"image": batch["image"][0], "image_fov_mask": batch["image_fov_mask"][0]})
+    assert single["image_ig_stats"]["faithfulness"].ndim == 0
+    plain = IntegratedGradientsd("image", model, trust_checks=False, **opts)(batch)
+    assert "faithfulness" not in plain["image_ig_stats"]

@@ -19,8 +19,10 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.sanity import SanityCheck
 from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity
 from medig.audit.steps.target import RecordTarget
+from medig.audit.steps.verdicts import trust_steps
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -34,6 +36,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
         Predict(ctx),
         Explain(ctx),
         Localisation(ctx),
+        *trust_steps(ctx),  # issue 13: per-image trust checks and flags
         StoreArrays(ctx),
     ]
 
@@ -45,6 +48,7 @@ def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditSte
     before: list[AuditStep] = [
         RecordTarget(settings),  # what the colours mean, where the model's metadata came from
         IdentifyRemainingRows(),  # study and eye of rows no batch step saw
+        SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
     ]
     after: list[AuditStep] = pacs_steps(settings)  # per-study pages, DICOM objects, sending
     return before, after
