@@ -3,6 +3,7 @@
 step (resumable), the manifest and the report."""
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -43,11 +44,13 @@ def test_rows_carry_the_checks_and_their_flags(audited) -> None:
         assert -1 <= row["baseline_agreement"] <= 1 and -1 <= row["faithfulness"] <= 1
         assert row["trust_flags"] == trust_flags(row["flagged"], row["baseline_agreement"],
                                                  row["faithfulness"])
-    csv = (out / "results.csv").read_text(encoding="utf-8").splitlines()
-    header = csv[0].split(",")
-    column = header.index("trust_flags")
-    assert all(k in header for k in (*CHECKS, "occlusion_agreement"))
-    assert not any("[" in line.split(",")[column] for line in csv[1:])  # joined by ";"
+    with open(out / "results.csv", encoding="utf-8", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert all(k in table[0] for k in (*CHECKS, "occlusion_agreement"))
+    by_path = {r["path"]: r for r in ok}
+    for line in table:  # a list is one cell of JSON text, as spreadsheets and scripts read it
+        if line["path"] in by_path:
+            assert json.loads(line["trust_flags"]) == by_path[line["path"]]["trust_flags"]
 
 
 def test_faithfulness_recomputed_from_the_file_and_saved_attributions(audited,
