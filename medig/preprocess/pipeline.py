@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from medig.preprocess.crop import _crop_circle_masks, _crop_list, fov_boxes
+from medig.preprocess.crop import _crop_circle_masks, _crop_list, _frame_box, fov_boxes
 from medig.preprocess.fov import WORK_SIZE, _detect
 from medig.preprocess.graham import graham as graham_normalise
 
@@ -148,14 +148,14 @@ class FundusPreprocess(nn.Module):
             boxes = torch.empty((n, 4), dtype=torch.float32, device=device)
         for (h, w, _), idx in groups.items():
             group = [items[k] for k in idx]
-            circles, bands = _detect(group, self.work_size)
+            fov = _detect(group, self.work_size)
+            circles, bands = fov.circles, fov.bands
             if self.crop:
                 gboxes = fov_boxes(circles, self.margin)
+                # A full-frame field (no black surround) is the frame: its square, no margin.
+                gboxes = torch.where(fov.full_frame[:, None], _frame_box(h, w, device), gboxes)
             else:
-                side = max(h, w)
-                x0, y0 = (w - side) // 2, (h - side) // 2
-                gboxes = torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32,
-                                      device=device).expand(len(idx), 4)
+                gboxes = _frame_box(h, w, device).expand(len(idx), 4)
             # Crops are resized in uint8 (CPU) and written straight into the float output.
             _crop_list(group, gboxes, s, out=out, rows=idx)
             # Masks drawn analytically from the full-resolution fit (cheaper and sharper than

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every threshold of the image-quality verdict (:func:`medig.preprocess.assess_quality`), in one
+place, with the measurements that chose it.
+
+Measured with ``python bench/quality_thresholds.py`` (values quoted below) on: scikit-image's
+real fundus photograph ``retina.jpg`` and 13 variants of it (resized, cropped full frame, cut by
+the frame, red-free grey, green channel, dark, small in the frame, text burned in); the 16
+bundled examples; 300 photographs of :func:`medig.synthetic.generate` at 256, 512 and 1024 px;
+each degradation of :mod:`medig.synthetic_degrade` at its declared severities; and 33
+non-fundus images (scikit-image's data plus the same placed in a black disk, a white, grey and
+black frame). Each threshold sits where the two groups it separates are at least ~1.5x apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["THRESHOLDS", "QualityThresholds"]
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Thresholds of the quality measures and verdict (levels in [0, 1] of full scale).
+
+    Pass a modified copy (``dataclasses.replace(THRESHOLDS, max_shadow=0.5)``) to
+    :func:`~medig.preprocess.assess_quality` to run the gate differently.
+    """
+
+    # --- measuring -----------------------------------------------------------------------------
+    #: Rim of the field left out of every measure, as a fraction of the FOV radius.
+    rim: float = 0.05
+    #: Pixels (of the 256-px working crop) around clipped, crushed and shadowed areas left out
+    #: of the focus, edge and colour measures (their borders are no retinal structure).
+    rim_pixels: int = 4
+    #: A pixel is washed out when its second-brightest channel reaches this level (red clips first
+    #: on a well exposed fundus and carries little detail; when green clips too, it is gone).
+    saturated_level: float = 250 / 255
+    #: A pixel is crushed when even its brightest channel is below this level.
+    dark_level: float = 24 / 255
+    #: Block size (working pixels) of the local brightness estimate (about a Gaussian of this
+    #: sigma).
+    local_cell: int = 8
+    #: The field's bright level: this quantile of its local brightness (8 x 8 block means).
+    bright_quantile: float = 0.95
+    #: A pixel is in shadow when its local brightness is below this share of the bright level.
+    shadow_level: float = 0.25
+    #: A pixel is an edge when its gradient exceeds this share of the local luminance.
+    edge_contrast: float = 0.08
+    #: A pixel lies on a thin dark line (a vessel) when the Hessian's line strength exceeds this
+    #: share of the local luminance.
+    line_contrast: float = 0.04
+    #: Colour is judged on unclipped pixels when they make up at least this share of the field.
+    min_colour_share: float = 0.1
+
+    # --- colour --------------------------------------------------------------------------------
+    #: In a circular field, colour is not judged once this share of it is washed out.
+    colour_unreliable: float = 0.15
+    #: Mean saturation at or below which the image is grey (red-free, infrared, monochrome).
+    grey_chroma: float = 0.12
+    #: Red-dominant colour: red the largest mean channel, blue at most this share of R + G + B,
+    #: and the hue of the mean colour in this range (degrees; red 0, yellow 60).
+    max_blue_ratio: float = 0.25
+    hue_range: tuple[float, float] = (-30.0, 60.0)
+    #: Without a black surround, stricter: a retina's green and blue shares of R + G + B.
+    full_frame_max_green_ratio: float = 0.32
+    full_frame_max_blue_ratio: float = 0.2
+
+    # --- verdict -------------------------------------------------------------------------------
+    #: Signs of a non-retinal texture: more of the lit field than this on edges, more on thin
+    #: dark lines, or more fine detail (sharpness) than any retina shows.
+    max_edge_density: float = 0.17
+    max_vessel_density: float = 0.13
+    max_sharpness: float = 0.09
+    #: A grey image in a circular field is a (red-free, infrared) retina only with a vessel
+    #: pattern: at least this share of the lit field on thin dark lines.
+    min_vessel_density: float = 0.035
+    #: Ungradeable when at least this share of the field is washed out / crushed / in shadow.
+    max_saturated: float = 0.4
+    max_dark: float = 0.5
+    max_shadow: float = 0.3
+    #: Exposure so extreme (share washed out or crushed) that nothing can be judged.
+    blank_exposure: float = 0.9
+    #: Ungradeable below this sharpness (RMS Laplacian / local luminance, 256-px working crop).
+    min_sharpness: float = 0.009
+    #: Ungradeable when the field of view is smaller than this (pixels across).
+    min_fov_diameter: float = 128.0
+
+
+#: The thresholds :func:`~medig.preprocess.assess_quality` uses by default.
+THRESHOLDS = QualityThresholds()
