@@ -20,6 +20,7 @@ examples:
   medig audit /data/screening --out audit-2026-11 --baseline black blur --masks /data/masks
   medig audit scans/ --out out --model torchvision:resnet50 --weights dr.pt \\
         --classes "no DR" "referable DR" --size 512 --device cuda --batch-size 16
+  medig audit /data/screening --out audit-out --quality skip
   torchrun --nproc-per-node 4 -m medig audit /data/screening --out audit-out
   medig report audit-out --template my_hospital.toml
 
@@ -83,6 +84,11 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-audit into an --out folder made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    # issue 14: image-quality gate
+    p.add_argument("--quality", choices=("flag", "skip", "off"), default="flag",
+                   help="image-quality gate: flag (default) explains every image and marks the "
+                        "ungradeable and non-fundus ones; skip leaves them unexplained (status "
+                        "'skipped', not an error); off computes no verdict")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +137,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=max(0, args.workers), threads=max(0, args.threads),
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
-        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template,
+        quality=args.quality)
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)
@@ -148,6 +155,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     print(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
           f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
           f"attribution, {summary.errors} could not be read")
+    if args.quality != "off":  # issue 14
+        from medig.audit.steps.quality import quality_counts
+
+        q = quality_counts(summary.rows)
+        skipped = f"; {q['skipped']} skipped (not explained)" if q["skipped"] else ""
+        print(f"image quality: {q['gradeable']} gradeable, {q['ungradeable']} ungradeable, "
+              f"{q['not_fundus']} not fundus photographs{skipped}")
     print(f"report: {summary.report}")
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
 

@@ -42,6 +42,11 @@ RESULT_FIELDS = (
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
 )
+RESULT_FIELDS += (  # issue 14: image quality (medig.preprocess.QUALITY_FIELDS)
+    "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
+    "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
+    "vessel_density",
+)
 
 
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:
@@ -149,6 +154,7 @@ def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ())
     for row in rows:
         probs = row.get("probabilities") or {}
         values = [_json_value(row.get(f)) for f in RESULT_FIELDS if f != "probabilities"]
+        values = ["; ".join(map(str, v)) if isinstance(v, list) else v for v in values]
         values += [probs.get(c) for c in names]
         writer.writerow(["" if v is None else v for v in values])
     return buffer.getvalue()

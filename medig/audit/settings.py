@@ -16,6 +16,7 @@ NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
 )
+NUMERIC_SETTINGS += ("quality",)  # issue 14: skip leaves images unexplained; off drops the verdicts
 
 
 @dataclass
@@ -49,6 +50,7 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
+    quality: str = "flag"  # issue 14: image-quality gate, flag | skip | off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,7 @@ WORK_SIZE = 256
 #: The per-image result fields of :meth:`QualityResult.rows`, in order.
 QUALITY_FIELDS = (
     "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
-    "dark_fraction", "shadow_fraction", "mean_luminance", "colour", "edge_density",
+    "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
     "vessel_density",
 )
 
@@ -110,7 +110,8 @@ class QualityResult:
         for i in range(len(self)):
             row: dict[str, Any] = {"quality": self.quality[i],
                                    "quality_reasons": list(self.reasons[i]),
-                                   "fov_shape": self.fov_shape[i], "colour": self.colour[i]}
+                                   "fov_shape": self.fov_shape[i],
+                                   "image_colour": self.colour[i]}
             for name in ("fov_fraction", "sharpness", "saturated_fraction", "dark_fraction",
                          "shadow_fraction", "mean_luminance", "edge_density",
                          "vessel_density"):
@@ -338,6 +339,10 @@ def _colour(m: dict[str, float], t: QualityThresholds) -> str:
     return "red" if red else "other"
 
 
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -346,11 +351,11 @@ def _texture_signs(m: dict[str, float], t: QualityThresholds) -> list[str]:
     """Which signs of a non-retinal texture an image shows."""
     signs = []
     if m["edge_density"] > t.max_edge_density:
-        signs.append("edges everywhere")
+        signs.append("edges")
     if m["vessel_density"] > t.max_vessel_density:
-        signs.append("lines everywhere")
+        signs.append("lines")
     if m["sharpness"] > t.max_sharpness:
-        signs.append("fine detail everywhere")
+        signs.append("fine detail")
     return signs  # NaN compares False: nothing lit, no sign
 
 
@@ -374,30 +379,30 @@ def verdict(m: dict[str, float], shape: str, colour: str, t: QualityThresholds =
     # extreme that it shows nothing is called that.
     if exposure and (disc or worst >= t.blank_exposure):
         return "ungradeable", exposure
-    not_fundus = []
+    not_fundus = []  # what makes it no retinal image
     # Through an aperture, a partly washed-out fundus turns yellow-white: its colour is then
     # no evidence either way.
     colour_known = not (disc and m["saturated_fraction"] >= t.colour_unreliable)
-    if colour_known and colour in ("other", "unknown"):
-        not_fundus.append("not a retinal image (colour)")
-    if not disc and colour == "red" and not (m["green_ratio"] <= t.full_frame_max_green_ratio
-                                             and m["blue_ratio"] <= t.full_frame_max_blue_ratio):
-        not_fundus.append("not a retinal image (colour)")
+    strict_red = m["green_ratio"] <= t.full_frame_max_green_ratio \
+        and m["blue_ratio"] <= t.full_frame_max_blue_ratio
+    if (colour_known and colour in ("other", "unknown")) \
+            or (not disc and colour == "red" and not strict_red):
+        not_fundus.append("colour")
     if not disc and colour == "grey":
-        not_fundus.append("not a retinal image (grey, without a circular field of view)")
+        not_fundus.append("grey, without a circular field of view")
     # Texture: a retina is a smooth background crossed by a few vessels. A scene, a document
     # or a fur has edges, lines and fine detail everywhere. A red disk on black is strong
     # evidence of a fundus camera, so there two of the three signs are needed; one suffices
     # without the aperture, or for a grey image.
     texture = _texture_signs(m, t)
     if texture and (len(texture) >= 2 or not disc or colour != "red"):
-        not_fundus.append("not a retinal image (texture: " + ", ".join(texture) + ")")
+        not_fundus.append("texture: " + _and(texture) + " everywhere")
     sharp = not math.isfinite(m["sharpness"]) or m["sharpness"] >= t.min_sharpness
     if disc and colour == "grey" and sharp and not texture \
             and m["vessel_density"] < t.min_vessel_density:
-        not_fundus.append("not a retinal image (grey, no vessel pattern)")
+        not_fundus.append("grey, without a vessel pattern")
     if not_fundus:
-        return "not_fundus", sorted(set(not_fundus), key=not_fundus.index)
+        return "not_fundus", [f"not a retinal image ({'; '.join(not_fundus)})"]
     reasons = list(exposure)
     if m["fov_diameter"] < t.min_fov_diameter:
         reasons.append(f"too small: field of view {m['fov_diameter']:.0f} px across")

@@ -42,7 +42,7 @@ class QualityThresholds:
     #: The field's bright level: this quantile of its local brightness (8 x 8 block means).
     bright_quantile: float = 0.95
     #: A pixel is in shadow when its local brightness is below this share of the bright level.
-    shadow_level: float = 0.25
+    shadow_level: float = 0.3
     #: A pixel is an edge when its gradient exceeds this share of the local luminance.
     edge_contrast: float = 0.08
     #: A pixel lies on a thin dark line (a vessel) when the Hessian's line strength exceeds this
@@ -76,7 +76,7 @@ class QualityThresholds:
     #: Ungradeable when at least this share of the field is washed out / crushed / in shadow.
     max_saturated: float = 0.4
     max_dark: float = 0.5
-    max_shadow: float = 0.3
+    max_shadow: float = 0.2
     #: Exposure so extreme (share washed out or crushed) that nothing can be judged.
     blank_exposure: float = 0.9
     #: Ungradeable below this sharpness (RMS Laplacian / local luminance, 256-px working crop).

@@ -12,7 +12,7 @@ from reportlab.lib.pagesizes import A4, letter
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, SimpleDocTemplate
 
-from medig.report import images, sections
+from medig.report import images, quality, sections
 from medig.report.data import load_audit
 from medig.report.fonts import get_fonts
 from medig.report.layout import ReportContext, numbered_canvas
@@ -31,6 +31,7 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "method": sections.method,
     "images": images.images,
     "provenance": sections.provenance,
+    "quality": quality.quality,  # issue 14
 }
 
 

@@ -23,6 +23,7 @@ from reportlab.platypus import (
 
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
+from medig.report.quality import quality_figures, quality_tag
 
 __all__ = ["FIGURES", "image_block", "image_figures", "images", "overlay_path", "prediction_text"]
 
@@ -104,6 +105,7 @@ def metadata_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, s
 #: The groups of figures printed beside each explained image, in order.
 FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] = [
     prediction_figures,
+    quality_figures,  # issue 14
     completeness_figures,
     localisation_figures,
     laterality_figures,
@@ -113,6 +115,8 @@ FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] 
 
 def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs printed beside an image: every group of :data:`FIGURES`."""
+    if r.get("status") == "skipped":  # issue 14: not gradeable, left unexplained
+        return [("Status", "skipped: not explained"), *quality_figures(ctx, r)]
     if r.get("status") != "ok":
         return [("Status", "could not be read"), ("Reason", r.get("error") or "unknown error")]
     return [pair for group in FIGURES for pair in group(ctx, r)]
@@ -124,8 +128,8 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
     tag = (
         "  \u2014  FLAGGED: incomplete attribution"
         if flagged
-        else ("  \u2014  NOT READ" if r.get("status") != "ok" else "")
-    )
+        else ("  \u2014  NOT READ" if r.get("status") not in ("ok", "skipped") else "")
+    ) + quality_tag(r)  # issue 14
     parts: list[Flowable] = [
         Paragraph(f"<b>{markup(title, ctx.fonts)}</b>{markup(tag, ctx.fonts)}", ctx.s.h2)
     ]

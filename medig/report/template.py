@@ -29,6 +29,7 @@ SECTIONS = (
     "method",
     "images",
     "provenance",
+    "quality",  # issue 14
 )
 """Section names a template's ``[report].sections`` may list."""
 

@@ -19,6 +19,7 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.quality import Quality, QualitySummary
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
@@ -27,6 +28,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
     """The steps every batch goes through, for the audit's settings."""
     return [
         Preprocess(ctx),
+        Quality(ctx),
         Laterality(),
         Predict(ctx),
         Explain(ctx),
@@ -37,4 +39,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    return [], []
+    before: list[AuditStep] = []
+    if settings.quality != "off":
+        before.append(QualitySummary())
+    return before, []
