@@ -302,7 +302,8 @@ DEGRADATIONS = {
 }
 
 
-def degrade(images: Tensor, name: str, severity: float, seed: int = 0) -> Tensor:
+def degrade(images: Tensor, name: str, severity: float, seed: int = 0,
+            circles: Tensor | None = None) -> Tensor:
     """Apply degradation ``name`` (a key of :data:`DEGRADATIONS`) at ``severity``.
 
     Parameters
@@ -315,6 +316,8 @@ def degrade(images: Tensor, name: str, severity: float, seed: int = 0) -> Tensor
         In the degradation's units (see :data:`SEVERITIES`).
     seed : int, optional
         Seed for the degradations that draw noise.
+    circles : Tensor, optional
+        (N, 3) FOV circles of ``images``; detected when omitted.
 
     Returns
     -------
@@ -324,5 +327,5 @@ def degrade(images: Tensor, name: str, severity: float, seed: int = 0) -> Tensor
     if name not in DEGRADATIONS:
         raise ValueError(f"unknown degradation {name!r}; known: {', '.join(DEGRADATIONS)}")
     if name == "under_expose":
-        return under_expose(images, severity, seed=seed)
-    return DEGRADATIONS[name](images, severity)
+        return under_expose(images, severity, seed=seed, circles=circles)
+    return DEGRADATIONS[name](images, severity, circles=circles)
