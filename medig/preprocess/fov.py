@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medig.preprocess._fov_shape import disc_checks
+from medig.preprocess.field_of_view import FOV_SHAPES, FieldOfView, disc_checks
 
 __all__ = ["FOV_SHAPES", "FieldOfView", "circle_mask", "detect_fov", "detect_fov_circles",
            "fov_circles", "fov_mask"]
 
-#: Kinds of field of view, indexed by :attr:`FieldOfView.shape`.
-FOV_SHAPES = ("none", "circle", "cut", "full_frame")
 
 #: Longest side of the working resolution for detection. A 3% radius tolerance is ~4 px at this
 #: size and the fit is sub-pixel, so higher resolutions only cost time.
@@ -50,65 +47,6 @@ _APERTURE_FRACTION = 0.06  # aperture threshold: this far above the background, 
 _APERTURE_SLACK = 4.0  # ... a few levels of sensor/JPEG noise on the black surround
 _APERTURE_WIDER = 1.1  # the aperture replaces the disk when its radius is this much larger
 _BLANK_LEVEL = 16.0  # 99th percentile below this (of 255): nothing visible, no field of view
-
-
-@dataclass(frozen=True)
-class FieldOfView:
-    """The field of view of a batch of images, as :func:`detect_fov` found it.
-
-    Attributes
-    ----------
-    circles : Tensor
-        float32 (N, 3) ``cx, cy, r`` in each image's continuous pixel coordinates. A full-frame
-        field of view is the circle through the frame's corners (its mask is the whole frame).
-    bands : Tensor
-        float32 (N, 2) ``y_top, y_bottom``: the rows where the field is visible.
-    shape : Tensor
-        int64 (N,) index into :data:`FOV_SHAPES`.
-    sizes : Tensor
-        int64 (N, 2) ``H, W`` of each image.
-    """
-
-    circles: Tensor
-    bands: Tensor
-    shape: Tensor
-    sizes: Tensor
-
-    def __len__(self) -> int:
-        return len(self.circles)
-
-    def __getitem__(self, index: int | slice | Tensor) -> FieldOfView:
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return FieldOfView(self.circles[index], self.bands[index], self.shape[index],
-                           self.sizes[index])
-
-    @staticmethod
-    def cat(parts: Sequence[FieldOfView]) -> FieldOfView:
-        """Concatenate several :class:`FieldOfView` (same device)."""
-        return FieldOfView(*(torch.cat([getattr(p, f) for p in parts])
-                             for f in ("circles", "bands", "shape", "sizes")))
-
-    @property
-    def found(self) -> Tensor:
-        """bool (N,): a field of view was found (any shape but ``"none"``)."""
-        return self.shape != 0
-
-    @property
-    def full_frame(self) -> Tensor:
-        """bool (N,): the field of view is the whole frame (no black surround)."""
-        return self.shape == 3
-
-    def shape_names(self) -> list[str]:
-        """The shape of each field of view, as names from :data:`FOV_SHAPES`."""
-        return [FOV_SHAPES[k] for k in self.shape.tolist()]
-
-    def mask(self) -> Tensor:
-        """bool (N, 1, H, W) masks (all images must share one size)."""
-        if len(self) and not bool((self.sizes == self.sizes[:1]).all()):
-            raise ValueError("images of different sizes: take the masks one image at a time")
-        h, w = (int(v) for v in self.sizes[0])
-        return circle_mask(self.circles, h, w, self.bands)
 
 
 def _as_float01(batch: Tensor) -> Tensor:
@@ -446,7 +384,7 @@ def detect_fov(images: Tensor | Sequence[Tensor], work_size: int = WORK_SIZE) ->
     """Detect the field of view of each fundus image, and say what kind it is.
 
     The circle comes from :func:`detect_fov_circles`'s threshold and fit; it is then checked as a
-    camera aperture (:mod:`medig.preprocess._fov_shape`): the frame outside it must be black and
+    camera aperture (:func:`~medig.preprocess.field_of_view.disc_checks`): the frame outside it must be black and
     featureless (burned-in text allowed), the retina inside it lit. Kinds
     (:data:`FOV_SHAPES`):
 
@@ -505,9 +443,11 @@ def detect_fov_circles(batch: Tensor, work_size: int = WORK_SIZE) -> Tensor:
     its centre and radius stay right; holes (lesions) never contribute points; corner text and
     notches are rejected as outliers.
 
-    Images with no detectable disk (contrast ``fg - bg`` below 6/255, e.g. an all-black frame, or
-    too few boundary points, e.g. a disk filling the whole frame) get the fallback circle centred
-    on the frame with radius ``max(H, W) / 2``.
+    The circle is then checked as a camera aperture (:func:`detect_fov`). A photograph without a
+    black surround (a camera crop, a disk filling the frame, a white frame, a scene) gets the
+    circle through the frame's corners, ``(W/2, H/2, hypot(W, H)/2)``: its field of view is the
+    whole frame, never a disk invented inside it. An image with nothing visible (an all-black
+    frame) gets the fallback circle centred on the frame with radius ``max(H, W) / 2``.
 
     Parameters
     ----------

@@ -15,9 +15,10 @@ camera resolution:
 - **focus**: ``sharpness``, the RMS Laplacian of the luminance relative to its local mean, in the
   lit part of the field -- vessels and lesion edges; defocus removes it;
 - **colour and structure**: ``colour`` (``"red"``: the red-dominant, blue-poor light a retina
-  reflects; ``"grey"``: red-free or infrared; ``"other"``) and ``edge_density`` (share of the field
-  with strong local contrast: a retina is a smooth background crossed by a few vessels, a scene,
-  a document or a fur is edges everywhere).
+  reflects; ``"grey"``: red-free or infrared; ``"other"``; the row field ``image_colour``),
+  ``edge_density`` and ``vessel_density`` (shares of the field with strong local contrast and on
+  thin dark lines: a retina is a smooth background crossed by a few vessels; a scene, a document
+  or a fur has edges, lines and fine detail everywhere).
 
 The verdict ``quality`` is ``"gradeable"``, ``"ungradeable"`` (a retina, but too dark, washed
 out, out of focus, in shadow or too small to grade) or ``"not_fundus"``, with short

@@ -61,8 +61,8 @@ class QualityThresholds:
     max_blue_ratio: float = 0.25
     hue_range: tuple[float, float] = (-30.0, 60.0)
     #: Without a black surround, stricter: a retina's green and blue shares of R + G + B.
-    full_frame_max_green_ratio: float = 0.32
-    full_frame_max_blue_ratio: float = 0.2
+    full_frame_max_green_ratio: float = 0.36
+    full_frame_max_blue_ratio: float = 0.22
 
     # --- verdict -------------------------------------------------------------------------------
     #: Signs of a non-retinal texture: more of the lit field than this on edges, more on thin
