@@ -198,8 +198,10 @@ def images(ctx: ReportContext) -> list[Flowable]:
     shown = rows
     out: list[Flowable] = [CondPageBreak(ctx.fh * 0.5), ctx.heading("images")]
     if len(rows) > r["max_images_full"]:
-        must = [x for x in rows if x.get("status") != "ok" or x.get("flagged") is True]
-        rest = [x for x in rows if not (x.get("status") != "ok" or x.get("flagged") is True)]
+        # Skipped images (issue 14) are listed in the quality section: sampled like the rest.
+        failed = [x.get("status") not in ("ok", "skipped") for x in rows]
+        must = [x for x, f in zip(rows, failed) if f or x.get("flagged") is True]
+        rest = [x for x, f in zip(rows, failed) if not (f or x.get("flagged") is True)]
         k = min(r["sample_size"], len(rest))
         picked = set(random.Random(_SAMPLE_SEED).sample(range(len(rest)), k))
         chosen = {id(x) for x in must} | {id(rest[i]) for i in picked}
