@@ -46,6 +46,7 @@ _FIT_ITERATIONS = 6
 _APERTURE_FRACTION = 0.06  # aperture threshold: this far above the background, plus ...
 _APERTURE_SLACK = 4.0  # ... a few levels of sensor/JPEG noise on the black surround
 _APERTURE_WIDER = 1.1  # the aperture replaces the disk when its radius is this much larger
+_APERTURE_AREA = 1.05  # ... which needs a dim area at least this much larger (else: no second fit)
 _BLANK_LEVEL = 16.0  # 99th percentile below this (of 255): nothing visible, no field of view
 
 
@@ -348,12 +349,20 @@ def _detect(batch: Tensor | list[Tensor], work_size: int) -> FieldOfView:
     # level finds that aperture; it replaces the disk when it is a valid field of view too and
     # clearly larger (a sharp aperture edge gives the same circle at both levels).
     dim = _binary_above(v8, bg + _APERTURE_FRACTION * (fg - bg) + _APERTURE_SLACK)
-    a_circles, a_bands, a_ok = _fit_binary(dim, (h, w), has_disk, grid, with_ok=True)
-    a_disc, a_cut = _checks(v8, dim, a_circles, a_bands, grid, bg, fg)
-    wider = a_ok & a_disc & (~disc | (a_circles[:, 2] > _APERTURE_WIDER * circles[:, 2]))
-    circles = torch.where(wider[:, None], a_circles, circles)
-    bands = torch.where(wider[:, None], a_bands, bands)
-    disc, cut = disc | wider, torch.where(wider, a_cut, cut)
+    # Only where the dim area is clearly larger than the disk's can the aperture be wider: the
+    # second fit runs on those images alone (most photographs have a sharp aperture edge).
+    area, dim_area = binary.flatten(1).sum(1), dim.flatten(1).sum(1)
+    need = (dim_area > _APERTURE_AREA * area).nonzero().flatten()
+    if len(need):
+        sel = (v8[need], dim[need], has_disk[need], bg[need], fg[need])
+        a_circles, a_bands, a_ok = _fit_binary(sel[1], (h, w), sel[2], grid, with_ok=True)
+        a_disc, a_cut = _checks(sel[0], sel[1], a_circles, a_bands, grid, sel[3], sel[4])
+        wider = a_ok & a_disc & (~disc[need]
+                                 | (a_circles[:, 2] > _APERTURE_WIDER * circles[need, 2]))
+        circles[need] = torch.where(wider[:, None], a_circles, circles[need])
+        bands[need] = torch.where(wider[:, None], a_bands, bands[need])
+        cut[need] = torch.where(wider, a_cut, cut[need])
+        disc[need] = disc[need] | wider
     blank = hi < _BLANK_LEVEL
     shape = torch.where(disc, torch.where(cut, 2, 1), torch.where(blank, 0, 3))
     # A full-frame photograph: the field of view is the frame (a circle through its corners).
