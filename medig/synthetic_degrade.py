@@ -9,11 +9,11 @@ The failures that make screening photographs ungradeable, applied to any batch o
 
 Severities mean the same on every photograph: over-exposure as the share of the field washed
 out, under-exposure in photographic stops below a normal exposure (applied in linear light: sRGB
-decoded, scaled, re-encoded, as a camera's gain does), defocus as the blur's standard deviation in units
-of the field-of-view diameter (so it means the same at any resolution), small pupil as the part of
-the field's radius left dark. :data:`SEVERITIES` declares, for each degradation, the severities
-at which a grader would still grade the photograph and those at which they would not; the
-quality gate (:func:`medig.preprocess.assess_quality`) is tested against them.
+decoded, scaled, re-encoded, as a camera's gain does), defocus as the blur's standard deviation
+in units of the field-of-view diameter (so it means the same at any resolution), small pupil as
+the part of the field's radius left dark. :data:`SEVERITIES` declares, for each degradation,
+the severities at which a grader would still grade the photograph and those at which they would
+not; the quality gate (:func:`medig.preprocess.assess_quality`) is tested against them.
 
 Everything is pure torch, batched, and deterministic: the only randomness (sensor noise of an
 under-exposed photograph) comes from ``seed``.

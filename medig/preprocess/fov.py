@@ -393,8 +393,8 @@ def detect_fov(images: Tensor | Sequence[Tensor], work_size: int = WORK_SIZE) ->
     """Detect the field of view of each fundus image, and say what kind it is.
 
     The circle comes from :func:`detect_fov_circles`'s threshold and fit; it is then checked as a
-    camera aperture (:func:`~medig.preprocess.field_of_view.disc_checks`): the frame outside it must be black and
-    featureless (burned-in text allowed), the retina inside it lit. Kinds
+    camera aperture (:func:`~medig.preprocess.field_of_view.disc_checks`): the frame outside it
+    must be black and featureless (burned-in text allowed), the retina inside it lit. Kinds
     (:data:`FOV_SHAPES`):
 
     - ``"circle"``: a disk on a black surround, wholly inside the frame;

@@ -170,6 +170,7 @@ def quality_crops(images: Sequence[Tensor], fov: FieldOfView, size: int = WORK_S
         if not group[0].dtype == torch.uint8:
             crops.clamp_(0.0, 1.0)
         circles, bands, boxes = circles.to(device), bands.to(device), boxes.to(device)
+        full = full.to(device)
         gmasks = _crop_circle_masks(circles, boxes, (h, w), size, bands)
         # The rim: a ring inside the circle and the rows next to a camera-mask cut; a full
         # frame has no rim.
@@ -324,8 +325,8 @@ def measure(x: Tensor, mask: Tensor, inner: Tensor, t: QualityThresholds = THRES
     m["hue"] = torch.rad2deg(torch.atan2(math.sqrt(3) * (sums[:, 1] - sums[:, 2]),
                                          2 * sums[:, 0] - sums[:, 1] - sums[:, 2]))
     nothing = ~lit.flatten(1).any(1)
-    for k in ("sharpness", "edge_density", "vessel_density", "red_ratio", "green_ratio", "blue_ratio", "chroma",
-              "hue"):
+    for k in ("sharpness", "edge_density", "vessel_density", "red_ratio", "green_ratio",
+              "blue_ratio", "chroma", "hue"):
         m[k] = torch.where(nothing, torch.nan, m[k])
     return m
 
