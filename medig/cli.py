@@ -23,6 +23,7 @@ examples:
         --classes "no DR" "referable DR" --size 512 --device cuda --batch-size 16
   medig audit scans/ --out out --model timm:efficientnet_b0 --weights dr.ckpt \\
         --target "referable DR=2,3,4" --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225
+  medig audit /data/screening --out audit-out --quality skip
   torchrun --nproc-per-node 4 -m medig audit /data/screening --out audit-out
   medig report audit-out --template my_hospital.toml
   medig audit /data/dicom --out out --per-study --dicom-out --include-phi --send PACS@pacs:104
@@ -127,6 +128,11 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                    help="also compare IG with Captum's Occlusion on a patch grid, per image")
     p.add_argument("--no-trust-checks", action="store_true",
                    help="skip the per-image baseline-agreement and faithfulness checks")
+    # issue 14: image-quality gate
+    p.add_argument("--quality", choices=("flag", "skip", "off"), default="flag",
+                   help="image-quality gate: flag (default) explains every image and marks the "
+                        "ungradeable and non-fundus ones; skip leaves them unexplained (status "
+                        "'skipped', not an error); off computes no verdict")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -189,7 +195,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
         overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template,
-        mean=args.mean, std=args.std, input_size=args.input_size, model_args=model_args)
+        mean=args.mean, std=args.std, input_size=args.input_size, model_args=model_args,
+        quality=args.quality)
     settings.per_study, settings.dicom_out = args.per_study, args.dicom_out or bool(args.send)
     settings.send, settings.calling_aet = args.send, args.calling_aet
     if args.sanity_sample < 0:
@@ -223,6 +230,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     from medig.audit.steps.verdicts import trust_line  # issue 13
 
     print(trust_line(summary.rows, summary.out_dir))
+    if args.quality != "off":  # issue 14
+        from medig.audit.steps.quality import quality_counts
+
+        q = quality_counts(summary.rows)
+        skipped = f"; {q['skipped']} skipped (not explained)" if q["skipped"] else ""
+        print(f"image quality: {q['gradeable']} gradeable, {q['ungradeable']} ungradeable, "
+              f"{q['not_fundus']} not fundus photographs{skipped}")
     print(f"report: {summary.report}")
     _print_pacs_outputs(summary.out_dir, settings)  # issue 17
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK

@@ -49,6 +49,11 @@ RESULT_FIELDS += (  # issue 13: trust checks
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
     "random_deletion_auc", "occlusion_agreement", "trust_flags",
 )
+RESULT_FIELDS += (  # issue 14: image quality (medig.preprocess.QUALITY_FIELDS)
+    "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
+    "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
+    "vessel_density",
+)
 
 
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:

@@ -18,6 +18,7 @@ NUMERIC_SETTINGS = (
     "mean", "std", "model_args",  # issue 15: normalisation and constructor arguments in effect
 )
 NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # issue 13: they add result columns
+NUMERIC_SETTINGS += ("quality",)  # issue 14: skip leaves images unexplained; off drops the verdicts
 
 
 @dataclass
@@ -67,6 +68,7 @@ class AuditSettings:
     trust_checks: bool = True
     cross_check: list[str] = field(default_factory=list)
     sanity_sample: int = 8
+    quality: str = "flag"  # issue 14: image-quality gate, flag | skip | off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""GPU-batched fundus preprocessing in pure torch: field of view, cropping, Graham normalisation.
+"""GPU-batched fundus preprocessing in pure torch: field of view, cropping, Graham normalisation,
+and the image-quality gate (:func:`assess_quality`).
 
 The same code runs on CPU and CUDA and works on whole batches. Pixel-space outputs are in [0, 1];
 mean/std normalisation belongs to the model wrapper (:func:`medig.with_normalization`).
@@ -8,15 +9,34 @@ Coordinates (circles, boxes) are continuous pixel coordinates, see :mod:`medig.p
 from __future__ import annotations
 
 from medig.preprocess.crop import crop_boxes, crop_to_fov, fov_boxes
-from medig.preprocess.fov import circle_mask, detect_fov_circles, fov_circles, fov_mask
+from medig.preprocess.fov import (
+    FOV_SHAPES,
+    FieldOfView,
+    circle_mask,
+    detect_fov,
+    detect_fov_circles,
+    fov_circles,
+    fov_mask,
+)
 from medig.preprocess.graham import gaussian_blur_masked, graham
 from medig.preprocess.pipeline import FundusPreprocess
+from medig.preprocess.quality import QUALITY_FIELDS, QUALITY_LEVELS, QualityResult, assess_quality
+from medig.preprocess.quality_thresholds import THRESHOLDS, QualityThresholds
 
 __all__ = [
+    "FOV_SHAPES",
+    "QUALITY_FIELDS",
+    "QUALITY_LEVELS",
+    "THRESHOLDS",
+    "FieldOfView",
     "FundusPreprocess",
+    "QualityResult",
+    "QualityThresholds",
+    "assess_quality",
     "circle_mask",
     "crop_boxes",
     "crop_to_fov",
+    "detect_fov",
     "detect_fov_circles",
     "fov_boxes",
     "fov_circles",

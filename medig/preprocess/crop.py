@@ -52,6 +52,14 @@ def fov_boxes(circles: Tensor, margin: float = 0.03) -> Tensor:
     return torch.stack([x0, y0, x0 + side, y0 + side], dim=1)
 
 
+def _frame_box(h: int, w: int, device: torch.device | None = None) -> Tensor:
+    """(1, 4) the centred square box around a whole (h, w) frame (zero-padded on its short
+    sides): the crop of a full-frame field of view."""
+    side = max(h, w)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    return torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32, device=device)
+
+
 def _resize(x: Tensor, size: tuple[int, int], mode: str, antialias: bool) -> Tensor:
     """Resize (1, C, h, w) to ``size`` keeping the dtype; uint8 stays uint8 on CPU (fast kernel)."""
     if mode == "nearest":

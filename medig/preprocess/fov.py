@@ -18,11 +18,18 @@ scale bars burned into the corners (extra blobs), and the vignetted, noisy rim.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["circle_mask", "detect_fov_circles", "fov_circles", "fov_mask"]
+from medig.preprocess.field_of_view import FOV_SHAPES, FieldOfView, disc_checks
+
+__all__ = ["FOV_SHAPES", "FieldOfView", "circle_mask", "detect_fov", "detect_fov_circles",
+           "fov_circles", "fov_mask"]
+
 
 #: Longest side of the working resolution for detection. A 3% radius tolerance is ~4 px at this
 #: size and the fit is sub-pixel, so higher resolutions only cost time.
@@ -36,6 +43,11 @@ _THRESHOLD_FRACTION = 0.25
 _MIN_CONTRAST = 6.0 / 255.0  # disk must stand this far above the background, else no FOV
 _MIN_POINTS = 12  # boundary points needed for a fit; fewer -> fallback circle
 _FIT_ITERATIONS = 6
+_APERTURE_FRACTION = 0.06  # aperture threshold: this far above the background, plus ...
+_APERTURE_SLACK = 4.0  # ... a few levels of sensor/JPEG noise on the black surround
+_APERTURE_WIDER = 1.1  # the aperture replaces the disk when its radius is this much larger
+_APERTURE_AREA = 1.05  # ... which needs a dim area at least this much larger (else: no second fit)
+_BLANK_LEVEL = 16.0  # 99th percentile below this (of 255): nothing visible, no field of view
 
 
 def _as_float01(batch: Tensor) -> Tensor:
@@ -154,6 +166,32 @@ def _opening3(binary: Tensor) -> Tensor:
     return dilate(dilate(erode(erode(binary, 1), 2), 1), 2)
 
 
+def _histograms(v8: Tensor) -> Tensor:
+    """Per-image 256-bin histograms (N, 256) of uint8 levels (N, h, w), one batched count."""
+    n = v8.shape[0]
+    flat = v8.reshape(n, -1)
+    if v8.device.type == "cpu":  # a loop of uint8 bincounts beats the int64 offset trick 20x
+        return torch.stack([torch.bincount(r, minlength=256) for r in flat])
+    rows = torch.arange(n, device=v8.device)[:, None] * 256
+    return torch.bincount((flat.long() + rows).reshape(-1), minlength=256 * n).view(n, 256)
+
+
+def _disk_levels(hist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Background ``bg``, disk ``fg`` and 99th-percentile ``hi`` levels (N,) from histograms."""
+    bg = _quantile_hist(hist, _BG_QUANTILE)
+    hi = _quantile_hist(hist, _HI_QUANTILE)
+    levels = torch.arange(256, device=hist.device, dtype=torch.float64)
+    coarse = levels[None] > (bg + _COARSE_FRACTION * (hi - bg))[:, None]
+    fg = _quantile_hist(torch.where(coarse, hist, 0), 0.5)
+    return bg, torch.nan_to_num(fg, nan=0.0), hi
+
+
+def _binary_above(v8: Tensor, thr: Tensor) -> Tensor:
+    """``v8 > thr`` per image (thr (N,) float levels), then a 3 x 3 opening."""
+    # v > thr for integer v  <=>  v >= floor(thr) + 1
+    return _opening3(v8 >= (thr.floor() + 1).clamp(0, 256).to(torch.int16)[:, None, None])
+
+
 def _threshold_disk(v: Tensor) -> tuple[Tensor, Tensor]:
     """Binary disk candidate of intensity images ``v`` (N, h, w), uint8 levels 0-255 (or float in
     [0, 1], quantised to those levels); also a 'has disk' flag.
@@ -162,23 +200,9 @@ def _threshold_disk(v: Tensor) -> tuple[Tensor, Tensor]:
     ``torch.quantile`` of the levels without sorting.
     """
     v8 = _to_levels(v)
-    n = v8.shape[0]
-    flat = v8.reshape(n, -1)
-    if v8.device.type == "cpu":  # a loop of uint8 bincounts beats the int64 offset trick 20x
-        hist = torch.stack([torch.bincount(r, minlength=256) for r in flat])
-    else:
-        rows = torch.arange(n, device=v8.device)[:, None] * 256
-        hist = torch.bincount((flat.long() + rows).reshape(-1), minlength=256 * n).view(n, 256)
-    bg = _quantile_hist(hist, _BG_QUANTILE)
-    hi = _quantile_hist(hist, _HI_QUANTILE)
-    levels = torch.arange(256, device=v8.device, dtype=torch.float64)
-    coarse = levels[None] > (bg + _COARSE_FRACTION * (hi - bg))[:, None]
-    fg = _quantile_hist(torch.where(coarse, hist, 0), 0.5)
-    fg = torch.nan_to_num(fg, nan=0.0)
-    thr = bg + _THRESHOLD_FRACTION * (fg - bg)
-    # v > thr for integer v  <=>  v >= floor(thr) + 1
-    binary = v8 >= (thr.floor() + 1).clamp(0, 256).to(torch.int16)[:, None, None]
-    return _opening3(binary), (fg - bg) > _MIN_CONTRAST * 255.0
+    bg, fg, _ = _disk_levels(_histograms(v8))
+    binary = _binary_above(v8, bg + _THRESHOLD_FRACTION * (fg - bg))
+    return binary, (fg - bg) > _MIN_CONTRAST * 255.0
 
 
 def _boundary_points(binary: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -264,14 +288,16 @@ def _robust_circle_fit(px: Tensor, py: Tensor, valid: Tensor, primary: Tensor,
 
 def _fit_binary(binary: Tensor, full_hw: tuple[int, int],
                 has_disk: Tensor | None = None,
-                grid: tuple[float, float, float, float] | None = None) -> tuple[Tensor, Tensor]:
+                grid: tuple[float, float, float, float] | None = None,
+                with_ok: bool = False) -> tuple[Tensor, ...]:
     """Circles (N, 3) and visible row bands (N, 2) in full-resolution coordinates.
 
     The band ``[y_top, y_bottom]`` is where the disk is visible: the circle's own vertical extent,
     unless a camera mask cuts it with black rows inside the frame (the first/last inlier chord lies
     clearly -- more than 3% of the radius -- inside the circle). ``grid`` is ``(sx, sy, ox, oy)``,
     the map ``X = x sx + ox`` from ``binary``'s coordinates to full resolution (default: ``binary``
-    covers the full frame, ``sx = W / w``, no offset).
+    covers the full frame, ``sx = W / w``, no offset). ``with_ok``: also return whether each fit
+    succeeded (else the circle is the fallback).
     """
     n, h, w = binary.shape
     big_h, big_w = full_hw
@@ -294,11 +320,13 @@ def _fit_binary(binary: Tensor, full_hw: tuple[int, int],
     slack = 0.03 * circles[:, 2]
     top = torch.where(ok & (y_first > top + slack), y_first, top)
     bottom = torch.where(ok & (y_last < bottom - slack), y_last, bottom)
+    if with_ok:
+        return circles, torch.stack([top, bottom], dim=1), ok
     return circles, torch.stack([top, bottom], dim=1)
 
 
-def _detect(batch: Tensor | list[Tensor], work_size: int) -> tuple[Tensor, Tensor]:
-    """Circles and bands of a batch, or of a list of same-shape (3, H, W) images: a list is
+def _detect(batch: Tensor | list[Tensor], work_size: int) -> FieldOfView:
+    """The field of view of a batch, or of a list of same-shape (3, H, W) images: a list is
     reduced image by image, so the full-resolution images are never stacked (a copy that costs
     more than the detection itself)."""
     if isinstance(batch, Tensor):
@@ -309,8 +337,98 @@ def _detect(batch: Tensor | list[Tensor], work_size: int) -> tuple[Tensor, Tenso
         h, w = batch[0].shape[-2:]
         parts = [_small_intensity(t[None], work_size) for t in batch]
         small, grid = torch.cat([p[0] for p in parts]), parts[0][1]
-    binary, has_disk = _threshold_disk(small)
-    return _fit_binary(binary, (h, w), has_disk, grid)
+    v8 = _to_levels(small)
+    bg, fg, hi = _disk_levels(_histograms(v8))
+    binary = _binary_above(v8, bg + _THRESHOLD_FRACTION * (fg - bg))
+    has_disk = (fg - bg) > _MIN_CONTRAST * 255.0
+    circles, bands, ok = _fit_binary(binary, (h, w), has_disk, grid, with_ok=True)
+    disc, cut = _checks(v8, binary, circles, bands, grid, bg, fg)
+    disc = disc & ok
+    # The aperture may be larger than the well-lit disk: a small pupil or strong vignetting
+    # leaves the periphery of the field dim but not black. A second fit just above the black
+    # level finds that aperture; it replaces the disk when it is a valid field of view too and
+    # clearly larger (a sharp aperture edge gives the same circle at both levels).
+    dim = _binary_above(v8, bg + _APERTURE_FRACTION * (fg - bg) + _APERTURE_SLACK)
+    # Only where the dim area is clearly larger than the disk's can the aperture be wider: the
+    # second fit runs on those images alone (most photographs have a sharp aperture edge).
+    area, dim_area = binary.flatten(1).sum(1), dim.flatten(1).sum(1)
+    need = (dim_area > _APERTURE_AREA * area).nonzero().flatten()
+    if len(need):
+        sel = (v8[need], dim[need], has_disk[need], bg[need], fg[need])
+        a_circles, a_bands, a_ok = _fit_binary(sel[1], (h, w), sel[2], grid, with_ok=True)
+        a_disc, a_cut = _checks(sel[0], sel[1], a_circles, a_bands, grid, sel[3], sel[4])
+        wider = a_ok & a_disc & (~disc[need]
+                                 | (a_circles[:, 2] > _APERTURE_WIDER * circles[need, 2]))
+        circles[need] = torch.where(wider[:, None], a_circles, circles[need])
+        bands[need] = torch.where(wider[:, None], a_bands, bands[need])
+        cut[need] = torch.where(wider, a_cut, cut[need])
+        disc[need] = disc[need] | wider
+    blank = hi < _BLANK_LEVEL
+    shape = torch.where(disc, torch.where(cut, 2, 1), torch.where(blank, 0, 3))
+    # A full-frame photograph: the field of view is the frame (a circle through its corners).
+    full = (shape == 3)[:, None]
+    frame_circle = torch.tensor([w / 2, h / 2, math.hypot(w, h) / 2], dtype=circles.dtype,
+                                device=circles.device)
+    fallback = torch.tensor([w / 2, h / 2, max(w, h) / 2], dtype=circles.dtype,
+                            device=circles.device)
+    circles = torch.where(full, frame_circle, torch.where((shape == 0)[:, None], fallback,
+                                                          circles))
+    frame_band = torch.tensor([0.0, float(h)], dtype=bands.dtype, device=bands.device)
+    bands = torch.where(full, frame_band, bands)
+    sizes = torch.tensor([[h, w]], device=circles.device).expand(len(circles), 2)
+    return FieldOfView(circles, bands, shape.long(), sizes)
+
+
+def _checks(v8: Tensor, binary: Tensor, circles: Tensor, bands: Tensor,
+            grid: tuple[float, float, float, float], bg: Tensor, fg: Tensor
+            ) -> tuple[Tensor, Tensor]:
+    """:func:`disc_checks` of full-resolution circles, on the small copy they were fitted on."""
+    sx, sy, ox, oy = grid
+    small = torch.stack([(circles[:, 0] - ox) / sx, (circles[:, 1] - oy) / sy,
+                         circles[:, 2] / (0.5 * (sx + sy))], dim=1)
+    return disc_checks(v8, binary, small, (bands - oy) / sy, bg, fg)
+
+
+def detect_fov(images: Tensor | Sequence[Tensor], work_size: int = WORK_SIZE) -> FieldOfView:
+    """Detect the field of view of each fundus image, and say what kind it is.
+
+    The circle comes from :func:`detect_fov_circles`'s threshold and fit; it is then checked as a
+    camera aperture (:func:`~medig.preprocess.field_of_view.disc_checks`): the frame outside it
+    must be black and featureless (burned-in text allowed), the retina inside it lit. Kinds
+    (:data:`FOV_SHAPES`):
+
+    - ``"circle"``: a disk on a black surround, wholly inside the frame;
+    - ``"cut"``: a disk cut by the frame edges or by black camera-mask rows;
+    - ``"full_frame"``: no black surround (a camera crop, or not a fundus photograph at all): the
+      field of view is the whole frame, never a disk invented inside it -- including an
+      over-exposed white frame;
+    - ``"none"``: nothing is visible (99% of the frame below 16 of 255 grey levels).
+
+    Parameters
+    ----------
+    images : Tensor or sequence of Tensor
+        (N, 3, H, W) or a list of (3, H, W) images of any sizes, uint8 or float in [0, 1].
+    work_size : int, optional
+        Longest side of the working resolution (default 256).
+
+    Returns
+    -------
+    FieldOfView
+    """
+    if isinstance(images, Tensor):
+        return _detect(images, work_size)
+    items = list(images)
+    if not items:
+        raise ValueError("no images given")
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, t in enumerate(items):
+        groups.setdefault((t.shape[-2], t.shape[-1]), []).append(k)
+    parts = {k: None for k in range(len(items))}
+    for idx in groups.values():
+        fov = _detect([items[k] for k in idx], work_size)
+        for j, k in enumerate(idx):
+            parts[k] = fov[j:j + 1]
+    return FieldOfView.cat([parts[k] for k in range(len(items))])
 
 
 def detect_fov_circles(batch: Tensor, work_size: int = WORK_SIZE) -> Tensor:
@@ -334,9 +452,11 @@ def detect_fov_circles(batch: Tensor, work_size: int = WORK_SIZE) -> Tensor:
     its centre and radius stay right; holes (lesions) never contribute points; corner text and
     notches are rejected as outliers.
 
-    Images with no detectable disk (contrast ``fg - bg`` below 6/255, e.g. an all-black frame, or
-    too few boundary points, e.g. a disk filling the whole frame) get the fallback circle centred
-    on the frame with radius ``max(H, W) / 2``.
+    The circle is then checked as a camera aperture (:func:`detect_fov`). A photograph without a
+    black surround (a camera crop, a disk filling the frame, a white frame, a scene) gets the
+    circle through the frame's corners, ``(W/2, H/2, hypot(W, H)/2)``: its field of view is the
+    whole frame, never a disk invented inside it. An image with nothing visible (an all-black
+    frame) gets the fallback circle centred on the frame with radius ``max(H, W) / 2``.
 
     Parameters
     ----------
@@ -350,7 +470,7 @@ def detect_fov_circles(batch: Tensor, work_size: int = WORK_SIZE) -> Tensor:
     Tensor
         float32 (N, 3): ``cx, cy, r`` in continuous pixel coordinates of ``batch`` (see module doc).
     """
-    return _detect(batch, work_size)[0]
+    return _detect(batch, work_size).circles
 
 
 def circle_mask(circles: Tensor, height: int, width: int, bands: Tensor | None = None) -> Tensor:
@@ -411,8 +531,7 @@ def fov_mask(batch: Tensor, work_size: int = WORK_SIZE) -> Tensor:
     >>> fov_mask(img).shape
     torch.Size([1, 1, 200, 300])
     """
-    circles, bands = _detect(batch, work_size)
-    return circle_mask(circles, batch.shape[-2], batch.shape[-1], bands)
+    return _detect(batch, work_size).mask()
 
 
 def fov_circles(mask: Tensor, work_size: int = 512) -> Tensor:

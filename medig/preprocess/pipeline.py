@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from medig.preprocess.crop import _crop_circle_masks, _crop_list, fov_boxes
-from medig.preprocess.fov import WORK_SIZE, _detect
+from medig.preprocess.crop import _crop_circle_masks, _crop_list, _frame_box, fov_boxes
+from medig.preprocess.fov import WORK_SIZE, FieldOfView, _detect
 from medig.preprocess.graham import graham as graham_normalise
+from medig.preprocess.quality import QualityResult, assess_quality
 
 __all__ = ["FundusPreprocess"]
 
@@ -103,7 +104,8 @@ class FundusPreprocess(nn.Module):
         return (f"size={self.size}, crop={self.crop}, graham={self.graham}, margin={self.margin}, "
                 f"graham_sigma={self.graham_sigma}, work_size={self.work_size}")
 
-    def forward(self, images: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor | Sequence[Tensor], return_quality: bool = False
+                ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, QualityResult]:
         """Preprocess a batch.
 
         Parameters
@@ -111,6 +113,9 @@ class FundusPreprocess(nn.Module):
         images : list of Tensor or Tensor
             uint8 (3, H, W) images of any sizes (or float in [0, 1]; a 1-channel image is repeated
             to 3), or a (N, 3, H, W) tensor; all on one device.
+        return_quality : bool, optional
+            Also return the image-quality verdicts (:func:`~medig.preprocess.assess_quality`),
+            computed from the same field of view (default False).
 
         Returns
         -------
@@ -118,12 +123,15 @@ class FundusPreprocess(nn.Module):
             float32 (N, 3, size, size) in [0, 1], on the input device.
         masks : Tensor
             bool (N, 1, size, size) FOV masks.
+        quality : QualityResult
+            Only with ``return_quality=True``.
         """
-        out, masks, _ = self.forward_with_boxes(images)
-        return out, masks
+        out, masks, _, *quality = self.forward_with_boxes(images, return_quality)
+        return (out, masks, *quality)
 
     @torch.no_grad()
-    def forward_with_boxes(self, images: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def forward_with_boxes(self, images: Tensor | Sequence[Tensor], return_quality: bool = False
+                           ) -> tuple[Tensor, ...]:
         """Like :meth:`forward`, and also return the crop boxes.
 
         Returns
@@ -135,6 +143,9 @@ class FundusPreprocess(nn.Module):
             coordinates (integer values; may exceed the frame where it was zero-padded). Crop any
             other per-image tensor (e.g. a lesion mask) the same way with
             ``crop_boxes(t, boxes, size, mode="nearest")``.
+        quality : QualityResult
+            Only with ``return_quality=True``: the verdicts of the original photographs (before
+            any Graham normalisation), from the same field of view.
         """
         items, device = _to_groups(images)
         n, s = len(items), self.size
@@ -146,16 +157,18 @@ class FundusPreprocess(nn.Module):
         if not single:
             masks = torch.empty((n, 1, s, s), dtype=torch.bool, device=device)
             boxes = torch.empty((n, 4), dtype=torch.float32, device=device)
+        fovs: dict[int, FieldOfView] = {}
         for (h, w, _), idx in groups.items():
             group = [items[k] for k in idx]
-            circles, bands = _detect(group, self.work_size)
+            fov = _detect(group, self.work_size)
+            fovs.update({k: fov[j] for j, k in enumerate(idx)})
+            circles, bands = fov.circles, fov.bands
             if self.crop:
                 gboxes = fov_boxes(circles, self.margin)
+                # A full-frame field (no black surround) is the frame: its square, no margin.
+                gboxes = torch.where(fov.full_frame[:, None], _frame_box(h, w, device), gboxes)
             else:
-                side = max(h, w)
-                x0, y0 = (w - side) // 2, (h - side) // 2
-                gboxes = torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32,
-                                      device=device).expand(len(idx), 4)
+                gboxes = _frame_box(h, w, device).expand(len(idx), 4)
             # Crops are resized in uint8 (CPU) and written straight into the float output.
             _crop_list(group, gboxes, s, out=out, rows=idx)
             # Masks drawn analytically from the full-resolution fit (cheaper and sharper than
@@ -169,4 +182,7 @@ class FundusPreprocess(nn.Module):
                 boxes.index_copy_(0, index, gboxes.float())
         if self.graham:
             out, masks = graham_normalise(out, masks, sigma=self.graham_sigma, return_mask=True)
+        if return_quality:
+            fov = FieldOfView.cat([fovs[k] for k in range(n)])
+            return out, masks, boxes, assess_quality(items, fov)
         return out, masks, boxes

@@ -12,7 +12,7 @@ from reportlab.lib.pagesizes import A4, letter
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, SimpleDocTemplate
 
-from medig.report import images, sections, targets, trust
+from medig.report import images, quality, sections, targets, trust
 from medig.report.data import load_audit
 from medig.report.fonts import get_fonts
 from medig.report.layout import ReportContext, numbered_canvas
@@ -33,6 +33,7 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "provenance": sections.provenance,
     "target": targets.target_section,  # issue 15: what the colours mean
     "trust": trust.trust,  # issue 13
+    "quality": quality.quality,  # issue 14
 }
 
 

@@ -46,7 +46,12 @@ class AuditData:
 
     @property
     def errors(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r.get("status") != "ok"]
+        return [r for r in self.rows if r.get("status") not in ("ok", "skipped")]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        """Rows not explained by choice (``--quality skip``): neither explained nor errors."""
+        return [r for r in self.rows if r.get("status") == "skipped"]
 
     @property
     def flagged(self) -> list[dict[str, Any]]:

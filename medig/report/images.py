@@ -25,6 +25,7 @@ from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.targets import overlay_caption, probability_table
 from medig.report.trust import heading_flags, trust_figures  # issue 13
+from medig.report.quality import quality_figures, quality_tag
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
            "prediction_text"]
@@ -107,6 +108,7 @@ def metadata_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, s
 #: The groups of figures printed beside each explained image, in order.
 FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] = [
     prediction_figures,
+    quality_figures,  # issue 14
     completeness_figures,
     trust_figures,  # issue 13
     localisation_figures,
@@ -123,6 +125,8 @@ TABLES: list[Callable[[ReportContext, dict[str, Any]], list[Flowable]]] = [
 
 def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs printed beside an image: every group of :data:`FIGURES`."""
+    if r.get("status") == "skipped":  # issue 14: not gradeable, left unexplained
+        return [("Status", "skipped: not explained"), *quality_figures(ctx, r)]
     if r.get("status") != "ok":
         return [("Status", "could not be read"), ("Reason", r.get("error") or "unknown error")]
     return [pair for group in FIGURES for pair in group(ctx, r)]
@@ -134,9 +138,9 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
     tag = (
         "  \u2014  FLAGGED: incomplete attribution"
         if flagged
-        else ("  \u2014  NOT READ" if r.get("status") != "ok" else "")
-    )
-    tag += heading_flags(r)  # issue 13
+        else ("  \u2014  NOT READ" if r.get("status") not in ("ok", "skipped") else "")
+    ) + quality_tag(r)
+    tag += heading_flags(r)
     parts: list[Flowable] = [
         Paragraph(f"<b>{markup(title, ctx.fonts)}</b>{markup(tag, ctx.fonts)}", ctx.s.h2)
     ]
@@ -207,8 +211,10 @@ def images(ctx: ReportContext) -> list[Flowable]:
     shown = rows
     out: list[Flowable] = [CondPageBreak(ctx.fh * 0.5), ctx.heading("images")]
     if len(rows) > r["max_images_full"]:
-        must = [x for x in rows if x.get("status") != "ok" or x.get("flagged") is True]
-        rest = [x for x in rows if not (x.get("status") != "ok" or x.get("flagged") is True)]
+        # Skipped images (issue 14) are listed in the quality section: sampled like the rest.
+        failed = [x.get("status") not in ("ok", "skipped") for x in rows]
+        must = [x for x, f in zip(rows, failed) if f or x.get("flagged") is True]
+        rest = [x for x, f in zip(rows, failed) if not (f or x.get("flagged") is True)]
         k = min(r["sample_size"], len(rest))
         picked = set(random.Random(_SAMPLE_SEED).sample(range(len(rest)), k))
         chosen = {id(x) for x in must} | {id(rest[i]) for i in picked}

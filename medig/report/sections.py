@@ -25,6 +25,7 @@ from medig.report.layout import (
     paragraphs,
     table,
 )
+from medig.report.quality import quality_key_lines
 
 __all__ = ["completeness", "cover", "errors", "flagged", "localisation", "method", "provenance",
            "summary"]
@@ -44,17 +45,21 @@ def cover(ctx: ReportContext) -> list[Flowable]:
 def summary(ctx: ReportContext) -> list[Flowable]:
     d, m = ctx.data, ctx.data.manifest
     n, n_ok, n_err, n_flag = len(d.rows), len(d.ok), len(d.errors), len(d.flagged)
+    n_skip = len(d.skipped)  # issue 14: skipped by the quality gate
+    skipped = f", {n_skip} skipped as not gradeable" if n_skip else ""
     model = m.get("model") or {}
     out: list[Flowable] = [ctx.heading("summary")]
     # The one-minute read: three sentences in plain words, before any table.
     key = [
-        f"{n} image{'s' if n != 1 else ''} audited: {n_ok} explained, {n_err} could not be read.",
+        f"{n} image{'s' if n != 1 else ''} audited: {n_ok} explained, {n_err} could not be "
+        f"read{skipped}.",
         (
             f"{n_flag} of {n_ok} explained image{'s' if n_ok != 1 else ''} "
             f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged: their attribution is "
             f"incomplete (relative error above {ctx.tol_text()}) and their overlay should not be relied on."
         ),
     ]
+    key += quality_key_lines(ctx)  # issue 14
     preds = d.prediction_counts()
     if n_ok and preds:
         key.append(
@@ -77,7 +82,8 @@ def summary(ctx: ReportContext) -> list[Flowable]:
         if m.get("started") or m.get("finished")
         else None,
     )
-    add("Images", f"{n} total; {n_ok} explained; {n_err} failed to read; {n_flag} flagged")
+    add("Images", f"{n} total; {n_ok} explained; {n_err} failed to read; {n_flag} flagged"
+        + (f"; {n_skip} skipped (not gradeable)" if n_skip else ""))
     add("Model", model.get("spec"))
     add("Classes", ", ".join(str(c) for c in d.class_names))
     add("Input size", f"{model['input_size']} px" if model.get("input_size") else None)

@@ -31,6 +31,7 @@ SECTIONS = (
     "provenance",
     "target",  # issue 15: what the colours mean (the explained class or group)
     "trust",  # issue 13
+    "quality",  # issue 14
 )
 """Section names a template's ``[report].sections`` may list."""
 

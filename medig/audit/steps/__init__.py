@@ -19,6 +19,7 @@ from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
+from medig.audit.steps.quality import Quality, QualitySummary
 from medig.audit.steps.sanity import SanityCheck
 from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity
 from medig.audit.steps.target import RecordTarget
@@ -32,11 +33,12 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
     return [
         Preprocess(ctx),
         Laterality(),
-        StudyIdentity(ctx),  # issue 17: study id (keyed hash) and file-name laterality hints
+        StudyIdentity(ctx),  # study id (keyed hash) and file-name laterality hints
+        Quality(ctx),  # gradeable / ungradeable / not fundus; --quality skip drops the latter two
         Predict(ctx),
         Explain(ctx),
         Localisation(ctx),
-        *trust_steps(ctx),  # issue 13: per-image trust checks and flags
+        *trust_steps(ctx),  # per-image trust checks and flags
         StoreArrays(ctx),
     ]
 
@@ -50,5 +52,7 @@ def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditSte
         IdentifyRemainingRows(),  # study and eye of rows no batch step saw
         SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
     ]
+    if settings.quality != "off":
+        before.append(QualitySummary())  # gradeable / ungradeable / not-fundus counts
     after: list[AuditStep] = pacs_steps(settings)  # per-study pages, DICOM objects, sending
     return before, after

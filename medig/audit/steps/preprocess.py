@@ -11,12 +11,19 @@ __all__ = ["Laterality", "Preprocess"]
 
 
 class Preprocess:
-    """``images``, ``fov`` and ``boxes`` from ``pixels`` (batched, on the audit's device)."""
+    """``images``, ``fov`` and ``boxes`` from ``pixels`` (batched, on the audit's device); with
+    the quality gate on, also ``quality`` (verdicts from the same field of view)."""
 
     def __init__(self, ctx: AuditContext) -> None:
         self.preprocess = FundusPreprocess(size=ctx.settings.size, graham=ctx.settings.graham)
+        self.quality = ctx.settings.quality != "off"
 
     def __call__(self, batch: ImageBatch) -> None:
+        if self.quality:
+            batch.images, batch.fov, batch.boxes, quality = self.preprocess.forward_with_boxes(
+                batch.pixels, return_quality=True)
+            batch.quality = quality.rows()
+            return
         batch.images, batch.fov, batch.boxes = self.preprocess.forward_with_boxes(batch.pixels)
 
 
