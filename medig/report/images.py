@@ -23,9 +23,9 @@ from reportlab.platypus import (
 
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
+from medig.report.quality import quality_figures, quality_tag
 from medig.report.targets import overlay_caption, probability_table
 from medig.report.trust import heading_flags, trust_figures  # issue 13
-from medig.report.quality import quality_figures, quality_tag
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
            "prediction_text"]
