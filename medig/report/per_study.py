@@ -4,9 +4,9 @@
 One PDF per study (the ``study`` result field, see :mod:`medig.audit.study`), landscape, with the
 right eye (OD) on the left of the page and the left eye (OS) on the right, as the clinician faces
 the patient; images whose eye is not recorded follow under their own heading. Each image shows
-the photograph as given to the model beside its overlay, the prediction in plain words, and the
-per-image figure groups of the cohort report (:data:`medig.report.images.FIGURES`, so figures
-other steps add appear here too), then the colour legend and the disclaimer.
+the photograph as given to the model beside its overlay, the prediction in plain words, and what a
+clinician needs to judge it (:data:`STUDY_FIGURES`: image quality, whether the attribution is
+complete and trustworthy, lesion figures), then the colour legend and the disclaimer.
 
 The pages carry no patient identifier whatever ``--include-phi`` says: the study is named by its
 keyed code and images by their file names, so the same PDF can be shared for quality assurance
@@ -42,7 +42,7 @@ from reportlab.platypus import (
 from medig.render import legend_strip, png_bytes
 from medig.report.data import AuditData, load_audit
 from medig.report.fonts import get_fonts
-from medig.report.images import FIGURES, laterality_figures, overlay_path, prediction_figures
+from medig.report.images import overlay_path
 from medig.report.layout import (
     FLAG_BG,
     RULE,
@@ -53,6 +53,7 @@ from medig.report.layout import (
     numbered_canvas,
     table,
 )
+from medig.report.quality import quality_figures
 from medig.report.template import Template, load_template, merge_template
 from medig.utils import atomic_path
 
@@ -61,10 +62,14 @@ __all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "build_study_pages", "group_studies
 #: Folder of the per-study PDFs inside the audit folder.
 STUDIES_FOLDER = "studies"
 
-#: Per-image trust and quality fields that other steps may add to the rows. Each is shown by its
-#: figure group when :data:`FIGURES` has one, and otherwise by name, so no figure is ever hidden.
-TRUST_FIELDS = ("quality", "quality_reasons", "faithfulness", "baseline_agreement", "trust_flags")
+#: Per-image trust and quality fields of the rows. Each is shown by its figure group in
+#: :data:`STUDY_FIGURES`, and otherwise by name, so no figure is ever hidden.
+TRUST_FIELDS = ("quality", "faithfulness", "baseline_agreement", "trust_flags")
 
+#: Trust flags the figures already state (completeness, baseline agreement, faithfulness).
+_FLAGS_IN_FIGURES = {"incomplete", "baseline-dependent", "not-faithful"}
+#: Picture sizes tried, largest first, until a study's page fits one sheet.
+_PICTURE_SCALES = (1.0, 0.85, 0.7, 0.6, 0.5)
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _RIGHT, _LEFT, _UNKNOWN = "R", "L", "?"
 
@@ -106,19 +111,68 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-#: Figure groups the page says in words instead (the prediction sentence, the eye column).
-_IN_WORDS = (prediction_figures, laterality_figures)
+def _completeness_figure(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Completeness in one line: whether the overlay adds up, which is what a clinician acts on."""
+    error = format_percent(row.get("relative_error"))
+    if row.get("flagged") is True:
+        return [("Attribution", f"INCOMPLETE (relative error {error}): do not rely on it")]
+    if row.get("flagged") is False:
+        return [("Attribution", f"complete (relative error {error})")]
+    return []
+
+
+def _trust_figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Baseline agreement and faithfulness as short verdicts (the cohort report has the detail)."""
+    flags = set(row.get("trust_flags") or [])
+    f = []
+    agreement = row.get("baseline_agreement")
+    if isinstance(agreement, (int, float)):
+        verdict = ("depends on the reference image" if "baseline-dependent" in flags
+                   else "consistent")
+        f.append(("Baseline agreement", f"{agreement:.2f}: {verdict}"))
+    faithful = row.get("faithfulness")
+    if isinstance(faithful, (int, float)):
+        verdict = "NOT faithful" if "not-faithful" in flags else "beats random removal"
+        f.append(("Faithfulness", f"{faithful:+.2f}: {verdict}"))
+    return f
+
+
+def _lesion_figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the evidence lies against the lesion mask, in one line (when masks were given)."""
+    mass, area = row.get("mask_mass_fraction"), row.get("mask_area_fraction")
+    parts = []
+    if isinstance(mass, (int, float)) and isinstance(area, (int, float)):
+        parts.append(f"{format_percent(mass, 0)} of the positive evidence on the "
+                     f"{format_percent(area, 0)} of the retina the lesions cover")
+    if isinstance(row.get("pointing_hit"), bool):
+        parts.append("strongest point on a lesion" if row["pointing_hit"]
+                     else "strongest point off the lesions")
+    return [("Evidence on lesions", "; ".join(parts))] if parts else []
+
+
+#: What a clinician reads beside each eye: the quality verdict (not its measures), whether the
+#: attribution is complete and trustworthy, and the lesion figures when masks were given. The
+#: quadrature's numbers (F(x), F(x'), gap, steps) stay in the cohort report: they would push the
+#: page past one sheet without telling the clinician anything to act on.
+STUDY_FIGURES = (
+    lambda ctx, row: quality_figures(ctx, row)[:1],
+    _completeness_figure,
+    _trust_figures,
+    _lesion_figures,
+)
 
 
 def _figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
-    """The :data:`FIGURES` groups (less those in words), then trust fields no group shows."""
-    figures = [pair for group in FIGURES if group not in _IN_WORDS for pair in group(ctx, row)]
-    every = [pair for group in FIGURES for pair in group(ctx, row)]
+    """:data:`STUDY_FIGURES`, then any trust field none of them shows (none is ever hidden)."""
+    shown = [pair for group in STUDY_FIGURES for pair in group(ctx, row)]
+    figures = list(shown)
     for name in TRUST_FIELDS:
         if row.get(name) in (None, "", [], {}):
             continue
+        if name == "trust_flags" and set(row[name]) <= _FLAGS_IN_FIGURES:
+            continue
         without = {k: v for k, v in row.items() if k != name}
-        if [pair for group in FIGURES for pair in group(ctx, without)] == every:
+        if [pair for group in STUDY_FIGURES for pair in group(ctx, without)] == shown:
             figures.append((name.replace("_", " ").capitalize(), _plain(row[name])))
     return figures
 
@@ -130,6 +184,10 @@ class _StudyPage:
         self.ctx, self.study, self.rows = ctx, study, rows
         self.st = ctx.t["study"]
         self.col = (ctx.fw - 6 * mm) / 2
+        # Pictures shrink with the images stacked in the fullest column (e.g. the frames of a
+        # multi-frame file, or both eyes unrecorded), so a study of two per eye still fits a page.
+        self.stacked = 1
+        self.picture_scale = 1.0  # lowered by _write_pdf until the page fits one sheet
 
     def text(self, key: str, **values: Any) -> str:
         return fill(self.st[key], values)
@@ -153,60 +211,81 @@ class _StudyPage:
                 ctx.P(f"{sub}. {self.text(grouping)}", ctx.s.small), Spacer(1, 2)]
 
     def image_cell(self, row: dict[str, Any]) -> list[Flowable]:
-        ctx, w = self.ctx, self.col
-        flagged = row.get("flagged") is True
+        """One image of an eye: the pictures, the prediction in words and the figures, stacked;
+        or, when several images share the column, the figures beside smaller pictures."""
+        ctx = self.ctx
         name = ctx.P(str(row.get("path")), ctx.s.h2)
         if row.get("laterality_source") == "file name":
             name = ctx.P(f"{row.get('path')}  ({self.text('eye_from_name')})", ctx.s.h2)
-        parts: list[Flowable] = [name]
         if row.get("status") != "ok":
-            parts.append(ctx.P(self.text("unreadable", reason=row.get("error") or "unknown"),
-                               ctx.s.body))
-            return parts
+            return [name, ctx.P(self.text("unreadable", reason=row.get("error") or "unknown"),
+                                ctx.s.body)]
+        if self.stacked == 1:
+            return [name, *self._pictures(row, self.col, 0.29 * ctx.fh * self.picture_scale),
+                    *self._reading(row, self.col, columns=2)]
+        pictures = max(0.25, 0.4 * self.picture_scale) * self.col
+        reading = self.col - pictures
+        side = Table([[self._pictures(row, pictures - 2 * mm,
+                                      0.3 * ctx.fh * self.picture_scale / self.stacked),
+                       self._reading(row, reading, columns=1)]],
+                     colWidths=[pictures, reading], hAlign="LEFT")
+        side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
+                                  ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                  ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))
+        return [name, side]
+
+    def _pictures(self, row: dict[str, Any], width: float, height: float) -> list[Flowable]:
+        """The photograph beside its overlay (one PNG), at most ``width`` x ``height``."""
+        ctx = self.ctx
         path = overlay_path(ctx, row)
-        if path is not None:
-            try:
-                with PILImage.open(path) as im:
-                    iw, ih = im.size
-                scale = min(w / iw, 0.29 * ctx.fh / ih)
-                img = Image(str(path), width=iw * scale, height=ih * scale)
-                img.hAlign = "LEFT"
-                caption = Table(
-                    [[ctx.P(self.text("photo_caption"), ctx.s.small),
-                      ctx.P(self.text("overlay_caption"), ctx.s.small)]],
-                    colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
-                caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
-                                             ("TOPPADDING", (0, 0), (-1, -1), 1),
-                                             ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-                parts += [img, caption]
-            except (OSError, ValueError):
-                parts.append(ctx.P(self.text("no_overlay"), ctx.s.small))
-        else:
-            parts.append(ctx.P(self.text("no_overlay"), ctx.s.small))
+        if path is None:
+            return [ctx.P(self.text("no_overlay"), ctx.s.small)]
+        try:
+            with PILImage.open(path) as im:
+                iw, ih = im.size
+        except (OSError, ValueError):
+            return [ctx.P(self.text("no_overlay"), ctx.s.small)]
+        scale = min(width / iw, height / ih)
+        img = Image(str(path), width=iw * scale, height=ih * scale)
+        img.hAlign = "LEFT"
+        caption = Table([[ctx.P(self.text("photo_caption"), ctx.s.small),
+                          ctx.P(self.text("overlay_caption"), ctx.s.small)]],
+                        colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
+        caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                     ("TOPPADDING", (0, 0), (-1, -1), 1),
+                                     ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return [img, caption]
+
+    def _reading(self, row: dict[str, Any], width: float, columns: int) -> list[Flowable]:
+        """The prediction in words, what the colours refer to, and the figures in a table of
+        ``columns`` label/value pairs per line."""
+        ctx = self.ctx
+        flagged = row.get("flagged") is True
         predicted = row.get("predicted")
         prob = (row.get("probabilities") or {}).get(predicted)
-        parts.append(Spacer(1, 3))
-        parts.append(ctx.P(self.text("prediction", predicted=predicted,
-                                     probability=format_percent(prob, 1)), ctx.s.key, bold=True))
-        parts.append(ctx.P(self.text("evidence", target=row.get("target")), ctx.s.small))
+        parts: list[Flowable] = [
+            Spacer(1, 3),
+            ctx.P(self.text("prediction", predicted=predicted, probability=format_percent(prob, 1)),
+                  ctx.s.key if columns > 1 else ctx.s.cell, bold=True),
+            ctx.P(self.text("evidence", target=row.get("target")), ctx.s.small)]
         if flagged:
             parts.append(ctx.P(self.text("flagged"), ctx.s.cell_bold))
         figures = _figures(ctx, row)
-        half = (len(figures) + 1) // 2  # two label/value pairs per line keep the page to one
+        if not figures:
+            return parts
+        per_column = -(-len(figures) // columns)
         rows = []
-        for i in range(half):
-            line = [ctx.P(figures[i][0], ctx.s.cell_bold), ctx.P(figures[i][1], ctx.s.cell)]
-            if half + i < len(figures):
-                k, v = figures[half + i]
-                line += [ctx.P(k, ctx.s.cell_bold), ctx.P(v, ctx.s.cell)]
-            else:
-                line += ["", ""]
+        for i in range(per_column):
+            line: list[Any] = []
+            for c in range(columns):
+                k = c * per_column + i
+                line += ([ctx.P(figures[k][0], ctx.s.cell_bold), ctx.P(figures[k][1], ctx.s.cell)]
+                         if k < len(figures) else ["", ""])
             rows.append(line)
-        if rows:
-            extra = [("BACKGROUND", (0, 0), (-1, -1), FLAG_BG)] if flagged else []
-            parts += [Spacer(1, 2), table(rows, [0.23 * w, 0.27 * w, 0.23 * w, 0.27 * w],
-                                          header=False, extra=extra)]
-        return parts
+        label, value = 0.46 / columns * width, 0.54 / columns * width
+        extra = [("BACKGROUND", (0, 0), (-1, -1), FLAG_BG)] if flagged else []
+        return [*parts, Spacer(1, 2),
+                table(rows, [label, value] * columns, header=False, extra=extra)]
 
     def eye_table(self, right: list[dict[str, Any]], left: list[dict[str, Any]],
                   heads: tuple[str, str] | None) -> Table:
@@ -265,6 +344,7 @@ class _StudyPage:
         left = [r for r in shown if _eye(r) == _LEFT]
         unknown = [r for r in shown if _eye(r) == _UNKNOWN]
         story = self.header()
+        self.stacked = max(len(right), len(left), (len(unknown) + 1) // 2, 1)
         if right or left:
             story.append(self.eye_table(right, left, (self.text("right_eye"),
                                                       self.text("left_eye"))))
@@ -274,11 +354,15 @@ class _StudyPage:
             else:
                 story.append(ctx.P(self.text("unknown_eye_only"), ctx.s.small))
             story.append(self.eye_table(unknown[0::2], unknown[1::2], None))
-        for row in self.rows:  # unreadable images of the study: one line each
+        for row in self.rows:  # images not explained (unreadable or skipped): one line each
             if row.get("status") != "ok":
                 eye = {_RIGHT: self.text("right_eye"), _LEFT: self.text("left_eye")}.get(_eye(row))
                 name = f"{eye}, {row.get('path')}" if eye else str(row.get("path"))
-                reason = self.text("unreadable", reason=row.get("error") or "unknown")
+                if row.get("status") == "skipped":
+                    reasons = "; ".join(row.get("quality_reasons") or []) or str(row.get("quality"))
+                    reason = self.text("skipped", reasons=reasons)
+                else:
+                    reason = self.text("unreadable", reason=row.get("error") or "unknown")
                 story.append(ctx.P(f"{name}: {reason}", ctx.s.cell_bold))
         return story + self.footer()
 
@@ -294,13 +378,24 @@ def _write_pdf(path: Path, ctx: ReportContext, page: _StudyPage, pagesize: Any,
     rep = ctx.t["report"]
     canvas_cls = numbered_canvas(rep["title"], rep["institution"], rep["footer_disclaimer"],
                                  ctx.fonts, margin)
-    with atomic_path(path) as tmp:
+
+    def build(target: Any) -> int:
         doc = SimpleDocTemplate(
-            str(tmp), pagesize=pagesize, leftMargin=margin, rightMargin=margin,
+            target, pagesize=pagesize, leftMargin=margin, rightMargin=margin,
             topMargin=margin, bottomMargin=margin, title=page.text("pdf_title", study=page.study),
             author=rep["institution"] or "medig", subject="Integrated Gradients audit",
             creator="medig", invariant=True)
         doc.build(page.story(), canvasmaker=canvas_cls)
+        return doc.page
+
+    # One sheet per study: the pictures shrink until everything fits (a study with many images
+    # per eye may still need a second sheet rather than unreadably small pictures).
+    for scale in _PICTURE_SCALES:
+        page.picture_scale = scale
+        if build(io.BytesIO()) == 1:
+            break
+    with atomic_path(path) as tmp:
+        build(str(tmp))
 
 
 def build_study_pages(

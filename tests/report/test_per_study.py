@@ -9,7 +9,6 @@ import pypdf
 import pytest
 from report_fake_audit import CLASSES, make_row, write_audit
 
-from medig.report import images
 from medig.report.per_study import build_study_pages, group_studies
 
 STUDY, OTHER = "0123456789abcdef", "fedcba9876543210"
@@ -63,7 +62,8 @@ def test_one_pdf_per_study_with_both_eyes_on_one_page(pages):
     assert f"Study {STUDY}" in text and "keyed hash" in text
     assert "The model predicts referable DR (probability 87.3%)." in text
     assert "The model predicts no referable DR (probability 80.0%)." in text
-    assert "Attribution incomplete (flagged)" in text and "5.00%: NOT MET" in text
+    flat = " ".join(text.split())
+    assert "Attribution incomplete (flagged)" in flat and "INCOMPLETE (relative error 5.00%)" in flat
     assert "Could not be read: truncated DICOM file" in text
     assert "not a diagnosis" in text.lower()
     assert "lone.png" not in text  # another page
@@ -86,10 +86,9 @@ def test_trust_fields_are_shown_by_name_once(pages, tmp_path, monkeypatch):
     def quality_figures(ctx, r):  # another engineer's figure group for the same field
         return [("Image quality", f"{r['quality']} (graded)")] if r.get("quality") else []
 
-    monkeypatch.setattr(images, "FIGURES", [*images.FIGURES, quality_figures])
     import medig.report.per_study as per_study
 
-    monkeypatch.setattr(per_study, "FIGURES", images.FIGURES)
+    monkeypatch.setattr(per_study, "STUDY_FIGURES", (*per_study.STUDY_FIGURES, quality_figures))
     again = build_study_pages(written[STUDY].parents[1])
     flat = re.sub(r"\s+", " ", _text(again[STUDY]))
     assert "Image quality usable (graded)" in flat and "Quality usable" not in flat
@@ -119,3 +118,21 @@ def test_image_without_study_or_eye(pages):
     _, written = pages
     text = _text(written[OTHER])
     assert "Image lone.png" in text and "eye is not recorded" in text
+
+
+def test_two_fields_per_eye_with_every_figure_still_fit_one_page(tmp_path):
+    # Screening photographs two fields per eye (macula- and disc-centred): a clinician's page
+    # holds all four, with quality, trust and lesion figures, on one sheet.
+    figures = dict(quality="gradeable", quality_reasons=[], baseline_agreement=0.05,
+                   baseline_topk_overlap=0.2, faithfulness=-0.1,
+                   trust_flags=["baseline-dependent", "not-faithful"], pointing_hit=True,
+                   mask_mass_fraction=0.45, mask_area_fraction=0.08, study=STUDY,
+                   study_source="dicom", laterality_source="dicom")
+    rows = [make_row(f"p/{eye}_{field}.dcm", laterality=eye, **figures)
+            for eye in "RL" for field in ("macula", "disc")]
+    out = write_audit(tmp_path / "audit", rows, size=128)
+    (pdf,) = build_study_pages(out).values()
+    assert len(pypdf.PdfReader(str(pdf)).pages) == 1
+    flat = " ".join(_text(pdf).split())
+    assert flat.count("0.05: depends on the reference image") == 4
+    assert flat.count("NOT faithful") == 4 and "not a diagnosis" in flat.lower()
