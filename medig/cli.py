@@ -83,6 +83,17 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-audit into an --out folder made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    # issue 16: the completeness rule's absolute part, compiled and reduced-precision path passes
+    p.add_argument("--completeness-atol", type=float, default=None, metavar="ATOL",
+                   help="absolute completeness tolerance, in units of the explained output: an "
+                        "image is complete when |delta| <= max(ATOL, TOL * |F(x) - F(x')|) "
+                        "(default: 0.001 for --output probability, 1e-6 (float noise) for logit)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model for the path passes, once per audit (default: "
+                        "only where it pays: CPU audits of 400 images or more)")
+    p.add_argument("--path-dtype", choices=("float32", "float16", "bfloat16"), default=None,
+                   help="precision of the path passes (autocast; GPUs): completeness is checked "
+                        "in float32 and images missing the tolerance are redone in float32")
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
@@ -123,6 +134,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     if args.completeness_tol <= 0 or args.max_steps < 2 or args.batch_size < 1:
         _error("--completeness-tol must be > 0, --max-steps >= 2 and --batch-size >= 1")
         return EXIT_USAGE
+    if args.completeness_atol is not None and not 0 <= args.completeness_atol < float("inf"):
+        _error("--completeness-atol must be a finite number >= 0")
+        return EXIT_USAGE
     settings = AuditSettings(
         model=args.model, weights=args.weights, class_names=list(args.classes or []),
         target=args.target, baselines=list(args.baseline),
@@ -131,7 +145,9 @@ def _run_audit(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=max(0, args.workers), threads=max(0, args.threads),
         masks=args.masks,
         include_phi=args.include_phi, save_attributions=args.save_attributions,
-        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template)
+        overlay_scale=args.overlay_scale, percentile=args.percentile, template=args.template,
+        completeness_atol=args.completeness_atol, compile=args.compile,
+        path_dtype=None if args.path_dtype == "float32" else args.path_dtype)
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
                             progress=not args.quiet)

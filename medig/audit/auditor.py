@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from medig.attr import FundusIntegratedGradients
+from medig.attr.compiled import compiled_forward
 from medig.attr.outputs import explained_output
 from medig.audit.errors import AuditError
 from medig.audit.inputs import AuditInput, DecodedInput
@@ -50,9 +51,11 @@ class Auditor:
         except (RuntimeError, TypeError):  # e.g. scripted or exported programs
             model = model.to(device).eval()
         forward = explained_output(model, settings.output)
+        path_forward = (compiled_forward(forward, settings.size, device) if settings.compile
+                        else forward)  # issue 16: one compiled, padded pass shape per audit
         self.ctx = AuditContext(
             model=model, forward=forward,
-            ig=FundusIntegratedGradients(forward, baselines=list(settings.baselines)),
+            ig=FundusIntegratedGradients(path_forward, baselines=list(settings.baselines)),
             class_names=class_names, settings=settings, device=device, store=store,
             out_dir=out_dir, target=resolve_target(settings.target, class_names))
         self.steps = batch_steps(self.ctx)

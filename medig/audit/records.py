@@ -41,6 +41,7 @@ RESULT_FIELDS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
+    "abs_tol",  # issue 16: the absolute tolerance the completeness rule allowed this image
 )
 
 
@@ -103,6 +104,8 @@ def explanation_rows(
     score, base, delta, rel = (floats(explanation.score), floats(explanation.baseline_score),
                                floats(explanation.delta), floats(explanation.relative_error))
     steps = explanation.n_steps.cpu().tolist()
+    abs_tol = (floats(explanation.abs_tol) if explanation.abs_tol is not None
+               else [None] * n)
     rows = []
     for i in range(n):
         row = _empty_row(paths[i], sha256s[i] if sha256s else None)
@@ -117,6 +120,7 @@ def explanation_rows(
             n_steps=int(steps[i]),
             flagged=bool(flagged[i]),
             overlay=overlays[i] if overlays else None,
+            abs_tol=abs_tol[i],
         )
         if extra:
             row.update({k: v for k, v in extra[i].items() if k in RESULT_FIELDS})

@@ -15,6 +15,7 @@ __all__ = ["AuditSettings", "NUMERIC_SETTINGS"]
 NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
+    "completeness_atol", "path_dtype",  # issue 16
 )
 
 
@@ -49,6 +50,12 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
+    # issue 16: absolute completeness tolerance (None: the default for the output, filled in by
+    # run_audit), torch.compile of the path passes (None: where it pays), autocast dtype of the
+    # path passes (None: float32).
+    completeness_atol: float | None = None
+    compile: bool | None = None
+    path_dtype: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

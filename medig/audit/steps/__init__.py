@@ -15,6 +15,7 @@ from medig.audit.finalise import AuditStep
 from medig.audit.settings import AuditSettings
 from medig.audit.steps.arrays import StoreArrays
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
+from medig.audit.steps.completeness import RecordCompletenessRule
 from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
@@ -37,4 +38,4 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
 
 def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditStep]]:
     """Steps run once per audit: (before the results and report are written, after)."""
-    return [], []
+    return [RecordCompletenessRule()], []
