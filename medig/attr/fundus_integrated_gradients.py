@@ -149,9 +149,11 @@ class FundusIntegratedGradients(IntegratedGradients):
             Most gradient evaluations per image and baseline.
         method : str
             ``"adaptive"`` (default): nested, completeness-driven bisection of the path (see
-            :mod:`medig.attr.adaptive`); it reached 1% with several times fewer evaluations than
-            Gauss-Legendre on the ReLU CNNs we measured, because it puts nodes only where the path
-            is non-linear and stops each image separately. A Captum method name
+            :mod:`medig.attr.adaptive`), starting from the path's two ends (2 evaluations, exact
+            on a linear path; the gradient at the input is shared by all baselines); it met the
+            tolerance with several times fewer evaluations than Gauss-Legendre on the ReLU CNNs we
+            measured, because it puts nodes only where the path is non-linear and stops each
+            image separately. A Captum method name
             (``"gausslegendre"``, ``"riemann_trapezoid"``, ...) runs Captum's own quadrature,
             starting at ``n_steps`` and doubling for the images not yet within tolerance.
         internal_batch_size : int, "auto" or None
