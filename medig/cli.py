@@ -90,7 +90,7 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: 0.001 for --output probability, 1e-6 (float noise) for logit)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model for the path passes, once per audit (default: "
-                        "only where it pays: CPU audits of 400 images or more)")
+                        "only where it was measured to pay; so far nowhere: see bench/RESULTS.md)")
     p.add_argument("--path-dtype", choices=("float32", "float16", "bfloat16"), default=None,
                    help="precision of the path passes (autocast; GPUs): completeness is checked "
                         "in float32 and images missing the tolerance are redone in float32")

@@ -7,15 +7,19 @@ trapezoid estimate of the integral of dF/da can be compared with the exact F(b) 
 difference is that segment's share of the completeness gap, known without extra model calls, and
 the image's delta is exactly the sum of these shares.
 
-The first round fits the path: it evaluates only the two ends (alpha = 0 and 1, one trapezoid over
-the whole path), which is exact for a linear path and costs 2 evaluations where a fixed grid costs
-its whole count. Each later round, per image: if the summed gap is within tolerance the image is
-done and leaves the batch; otherwise the worst segments are bisected, worst first, until the gap
-left in the segments not bisected is within half the tolerance (the first round's own error
-estimates decide how many). Bisection reuses both endpoints (nested nodes, unlike Gauss-Legendre,
-whose nodes all move when the count changes), so nodes cluster where the path is non-linear (where
-ReLUs switch, where a softmax saturates). Segments whose gap is negligible for their width are folded
-into the running sum and their gradients freed, which bounds memory.
+The first round fits the path: it evaluates the midpoint alone (alpha = 1/2, one evaluation) and
+checks the midpoint rule against F(x) - F(x'), which ``explain`` has computed anyway, and F(1/2)
+against the chord between F(x') and F(x); both hold on a linear path, so such an image costs one
+evaluation where a fixed grid costs its whole count. Otherwise the second round adds the two ends and the quarter points (5 nodes, 4 trapezoid
+segments). Interior nodes matter: a path can leave and come back (the blur baseline's F dipped by
+0.24 and recovered on a bundled example), and a trapezoid over the two ends alone accepts such a
+path while missing everything along it. Each later round, per image: if the summed gap is within
+tolerance the image is done and leaves the batch; otherwise the worst segments are bisected, worst
+first, until the gap left in the segments not bisected is within half the tolerance (the current
+errors predict how much refinement the image needs). Bisection reuses both endpoints (nested nodes,
+unlike Gauss-Legendre, whose nodes all move when the count changes), so nodes cluster where the path
+is non-linear (where ReLUs switch, where a softmax saturates). Segments whose gap is negligible for
+their width are folded into the running sum and their gradients freed, which bounds memory.
 
 The gradient at alpha = 1 is the gradient at the input itself, the same for every baseline: pass it
 back in (``end``) and a second baseline's path costs one evaluation less.
@@ -42,8 +46,8 @@ from medig.attr.gradients import value_and_grad
 
 __all__ = ["AdaptiveResult", "adaptive_path_integral"]
 
-#: Uniform segments of the first round: 1 evaluates the path's two ends only.
-INITIAL_SEGMENTS = 1
+#: Uniform segments of the first full grid (after the midpoint round): the ends and quarter points.
+INITIAL_SEGMENTS = 4
 #: A segment whose gap is below this fraction of the tolerance per unit width is final.
 LOCK_FRACTION = 0.05
 #: Each round bisects the worst segments until the gap left elsewhere is within this share of the
@@ -82,7 +86,7 @@ class AdaptiveResult:
     n_evals: Tensor  # (N,) gradient evaluations per image
     path_error: Tensor  # (N,) sum of segment gaps (equals the completeness delta up to rounding)
     chunk_size: int  # the internal batch size that fitted in memory
-    end: tuple[Tensor, Tensor] | None = None  # (F, gradient) at alpha = 1, i.e. at the inputs
+    end: list[tuple[float, Tensor] | None] | None = None  # (F, gradient) at the inputs, per image
     fell_back: Tensor | None = None  # (N,) bool: integrated again in float32 (``path_dtype``)
 
 
@@ -125,7 +129,7 @@ def adaptive_path_integral(
     additional_forward_args: Any = None,
     path_dtype: torch.dtype | None = None,
     endpoint_values: tuple[Tensor, Tensor] | None = None,
-    end: tuple[Tensor, Tensor] | None = None,
+    end: list[tuple[float, Tensor] | None] | None = None,
 ) -> AdaptiveResult:
     """Integrate the gradient along ``baselines -> inputs`` until each image's gap is within tolerance.
 
@@ -144,27 +148,32 @@ def adaptive_path_integral(
     chunk_size : int
         Path points per forward/backward pass (halved on out-of-memory).
     initial_segments : int, optional
-        Uniform segments of the first round (``initial_segments + 1`` evaluations); default
-        :data:`INITIAL_SEGMENTS`.
+        Uniform segments of a single first round (``initial_segments + 1`` evaluations, no
+        midpoint round); default: the midpoint round, then :data:`INITIAL_SEGMENTS` segments.
     additional_forward_args : any
         Extra model arguments (per-image tensors are indexed per path point).
     path_dtype : torch.dtype, optional
         Run the path passes under autocast in this dtype; needs ``endpoint_values``.
     endpoint_values : (Tensor, Tensor), optional
-        ``(F(baselines), F(inputs))`` in full precision, ``(N,)`` each: the float32 completeness
-        check of ``path_dtype``.
-    end : (Tensor, Tensor), optional
-        ``(F, gradient)`` at the inputs from an earlier call with the same inputs and targets
-        (another baseline): reused instead of evaluated again.
+        ``(F(baselines), F(inputs))`` in full precision, ``(N,)`` each: the midpoint round's check,
+        and the float32 completeness check of ``path_dtype``.
+    end : list, optional
+        Per image, ``(F, gradient)`` at the inputs from an earlier call with the same inputs and
+        targets (another baseline; ``AdaptiveResult.end``), or None: reused instead of evaluated.
     """
     first = INITIAL_SEGMENTS if initial_segments is None else initial_segments
+    # The midpoint round needs F at both ends, consistent with the path's own evaluations: not
+    # under autocast (reduced-precision values would be compared with float32 ones).
+    midpoint = (initial_segments is None and endpoint_values is not None and path_dtype is None
+                and first % 2 == 0 and max_steps >= first + 1)
     if path_dtype is None:
         return _integrate(forward_func, inputs, baselines, target, abs_tol, max_steps,
-                          chunk_size, first, additional_forward_args, None, end)
+                          chunk_size, first, additional_forward_args, None, end,
+                          endpoint_values if midpoint else None)
     if endpoint_values is None:
         raise ValueError("path_dtype needs endpoint_values (the float32 F(x') and F(x))")
     low = _integrate(forward_func, inputs, baselines, target, abs_tol, max_steps, chunk_size,
-                     first, additional_forward_args, path_dtype, None)
+                     first, additional_forward_args, path_dtype, None, None)
     # The float32 check: the same delta explain() reports, against float32 scores.
     f0, f1 = (v.detach().double().to(inputs.device) for v in endpoint_values)
     total = (low.integrated_grads.double() * (inputs - baselines).double()).flatten(1).sum(1)
@@ -179,7 +188,8 @@ def adaptive_path_integral(
         forward_func, inputs[dev_index], baselines[dev_index],
         None if target is None else target[dev_index], abs_tol[dev_index.to(abs_tol.device)],
         max_steps, low.chunk_size, first,
-        _select_args(additional_forward_args, dev_index, inputs.shape[0]), None, None)
+        _select_args(additional_forward_args, dev_index, inputs.shape[0]), None, None,
+        None if not midpoint else tuple(v[dev_index.to(v.device)] for v in endpoint_values))
     low.integrated_grads[dev_index] = full.integrated_grads
     low.n_evals[index] += full.n_evals
     low.path_error[index] = full.path_error
@@ -198,8 +208,10 @@ def _integrate(
     first_segments: int,
     additional_forward_args: Any,
     path_dtype: torch.dtype | None,
-    end: tuple[Tensor, Tensor] | None,
+    end: list[tuple[float, Tensor] | None] | None,
+    ends: tuple[Tensor, Tensor] | None,
 ) -> AdaptiveResult:
+    """The schedule for one baseline; ``ends`` (F(x'), F(x)) enables the midpoint round."""
     n = inputs.shape[0]
     diff = inputs - baselines
     first = min(first_segments, max(1, max_steps - 1))
@@ -245,19 +257,36 @@ def _integrate(
         accepted_error[i] += seg.error
 
     grid = [k / first for k in range(first + 1)]
-    if end is not None:  # F and gradient at alpha = 1 (the inputs) are known: reuse them
-        end_values = end[0].detach().double().cpu().tolist()
-        end_derivs = (end[1] * diff).reshape(n, -1).sum(dim=1).double().cpu().tolist()
-        known = [_Node(1.0, end_values[i], end_derivs[i], end[1][i]) for i in range(n)]
-        fresh = evaluate([(i, a) for i in range(n) for a in grid[:-1]])
-        per = len(grid) - 1
-        rows = [fresh[i * per:(i + 1) * per] + [known[i]] for i in range(n)]
-    else:
-        fresh = evaluate([(i, a) for i in range(n) for a in grid])
-        rows = [fresh[i * len(grid):(i + 1) * len(grid)] for i in range(n)]
-    last = [row[-1] for row in rows]
+    nodes: list[dict[float, _Node]] = [{} for _ in range(n)]  # evaluated nodes per image, by alpha
+    open_images = list(range(n))
+    if ends is not None:
+        # Round 1: the midpoint rule over the whole path, checked against F(x) - F(x'); and F at
+        # the midpoint on the chord, so that a path that leaves and comes back symmetrically
+        # (derivative zero at its far point, like F(x) - F(x')) is not taken for a straight one.
+        f0, f1 = (v.detach().double().cpu().tolist() for v in ends)
+        open_images = []
+        for i, node in enumerate(evaluate([(i, 0.5) for i in range(n)])):
+            nodes[i][0.5] = node
+            error = node.deriv - (f1[i] - f0[i])
+            bend = node.value - 0.5 * (f0[i] + f1[i])
+            if abs(error) <= tol[i] and abs(bend) <= tol[i]:
+                totals[i].add_(node.grad)
+                accepted_error[i] = error
+            else:
+                open_images.append(i)
+    for i in open_images:  # the gradient at the inputs, known from another baseline's path
+        if end is not None and end[i] is not None:
+            value, grad = end[i]
+            nodes[i][1.0] = _Node(1.0, value, float((grad * diff[i]).sum()), grad)
+    todo = [(i, a) for i in open_images for a in grid if a not in nodes[i]]
+    for (i, a), node in zip(todo, evaluate(todo)):
+        nodes[i][a] = node
     pending: dict[int, list[_Segment]] = {
-        i: [_Segment(rows[i][k], rows[i][k + 1]) for k in range(first)] for i in range(n)}
+        i: [_Segment(nodes[i][grid[k]], nodes[i][grid[k + 1]]) for k in range(first)]
+        for i in open_images}
+    # Only the input's node outlives this point (for the next baseline); the others live in their
+    # segments, whose gradients are freed as they are accepted.
+    nodes = [{1.0: nd[1.0]} if 1.0 in nd else {} for nd in nodes]
     while pending:
         to_split: list[tuple[int, _Segment]] = []
         for i in list(pending):
@@ -289,6 +318,5 @@ def _integrate(
         for (i, seg), mid in zip(to_split, mids):
             pending.setdefault(i, []).extend((_Segment(seg.a, mid), _Segment(mid, seg.b)))
     path_error = torch.tensor(accepted_error, dtype=torch.float64)
-    end_out = (torch.tensor([nd.value for nd in last], dtype=torch.float64),
-               torch.stack([nd.grad for nd in last]))
+    end_out = [(nd[1.0].value, nd[1.0].grad) if 1.0 in nd else None for nd in nodes]
     return AdaptiveResult(totals, torch.tensor(n_evals), path_error, chunk_size, end=end_out)

@@ -8,9 +8,12 @@ and every later pass reuses that graph. Padded rows are independent of the real 
 no batch statistics), so the real rows' values and gradients are those of the unpadded pass, up to
 float rounding.
 
-Compiling costs tens of seconds on a CPU (bench/RESULTS.md, "compile"): it pays only for audits
-long enough to win it back (:func:`should_compile`). A compile failure (no compiler, an unsupported
-model) falls back to the eager model with one warning line; it never fails the audit.
+Compiling costs minutes on a CPU and pays only for audits long enough to win it back
+(:func:`should_compile`). Measured on this project's CPUs (bench/RESULTS.md, "compile") it never
+did: the compiled, padded passes were no faster than the eager channels-last ones, so ``--compile``
+is off by default everywhere until a device where it pays has been measured. A compile failure (no
+compiler, an unsupported model) falls back to the eager model with one warning line; it never fails
+the audit.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ __all__ = ["BREAK_EVEN_IMAGES", "PaddedCompiledForward", "compiled_forward", "sh
 
 _log = logging.getLogger("medig")
 
-#: Images an audit must compute for compiling to pay, by device type; None: never by default
-#: (not measured). CPU figure from bench/compile.py (bench/RESULTS.md "compile").
-BREAK_EVEN_IMAGES: dict[str, int | None] = {"cpu": 400, "cuda": None}
+#: Images an audit must compute for compiling to pay, by device type; None: never by default. CPU:
+#: no break-even (bench/compile.py: compiled passes 0.78x the eager ones at a 224 s compile,
+#: bench/RESULTS.md "compile"); CUDA: not measured (run bench/gpu.py), so off unless asked.
+BREAK_EVEN_IMAGES: dict[str, int | None] = {"cpu": None, "cuda": None}
 
 
 def should_compile(setting: bool | None, device: torch.device, n_images: int) -> bool:

@@ -26,33 +26,56 @@ class Affine(nn.Module):
         return x.flatten(1) @ self.w.T + self.b
 
 
-def test_linear_path_costs_two_evaluations():
+def test_linear_path_costs_one_evaluation():
     model = Affine()
     x = torch.rand(4, 3, 8, 8)
-    expl = FundusIntegratedGradients(model).explain(x, target=1, completeness_tol=1e-4)
-    assert (expl.n_steps == 2).all()  # the two ends; a fixed grid pays its whole count
-    assert torch.allclose(expl.attributions, model.w[1].view(1, 3, 8, 8) * x, atol=1e-5)
+    expl = FundusIntegratedGradients(model).explain(x, target=1, completeness_tol=1e-4,
+                                                    baselines=["black", "uniform"])
+    # the midpoint, checked against F(x) - F(x'): a fixed grid pays its whole count
+    assert (expl.n_steps == 2).all()  # one per baseline
+    assert torch.allclose(expl.attributions, model.w[1].view(1, 3, 8, 8) * (x - 0.5 * (
+        __import__("medig").baselines.uniform(x))), atol=1e-5)
     assert expl.converged.all()
 
 
+def test_midpoint_is_not_enough_where_the_path_leaves_and_comes_back():
+    # F(alpha x) = 4 alpha (1 - alpha) s: F(x) = F(0) = 0, the path rises and falls. The midpoint's
+    # derivative is 0 = F(x) - F(x'), so the midpoint rule alone would accept a zero attribution
+    # for pixels that clearly matter; the check must also see F(1/2) - F(0) on the first half.
+    class Arc(nn.Module):
+        def forward(self, x):
+            s = x.flatten(1).mean(1, keepdim=True)
+            return 4 * s * (1 - s) + 0 * x.flatten(1)[:, :1]
+
+    x = torch.ones(2, 3, 4, 4, dtype=torch.float64)
+    expl = FundusIntegratedGradients(Arc()).explain(x, target=0, completeness_tol=1e-3)
+    assert (expl.n_steps > 1).all()
+    # IG of 4 s (1 - s) from 0 to s = 1: d/dx_i integrates to zero for every pixel (F(x) = F(0))
+    assert torch.allclose(expl.attributions, torch.zeros_like(x), atol=1e-9)
+
+
 def test_second_baseline_reuses_the_gradient_at_the_input():
-    calls: list[int] = []
-    model = Affine()
+    class Cubic(nn.Module):
+        def forward(self, x):
+            return (x ** 3).flatten(1).sum(1, keepdim=True)
 
-    def forward(x):
-        calls.append(x.shape[0])
-        return model(x)
+    model = Cubic()
+    x = torch.rand(3, 3, 8, 8) * 0.5 + 0.5
+    rows_at_input = torch.zeros(3, dtype=torch.long)
+    grad_rows = []
 
-    x = torch.rand(3, 3, 8, 8)
+    def forward(points):
+        if points.requires_grad:
+            grad_rows.append(points.shape[0])
+            close = (points.detach()[:, None] - x[None]).flatten(2).abs().amax(2) < 1e-6
+            rows_at_input.add_(close.sum(0))
+        return model(points)
+
     expl = FundusIntegratedGradients(forward).explain(
-        x, target=0, baselines=["black", "uniform"], internal_batch_size=64)
-    # black: alpha = 0 and 1 (2 evaluations); uniform: alpha = 0 only, the input's gradient reused
-    assert (expl.n_steps == 3).all()
-    grad_points = sum(calls) - 3 * 3  # minus the no-grad forwards: x, black, uniform
-    assert grad_points == 3 * 3
-    ref = sum(FundusIntegratedGradients(model).attribute(x, baselines=b, target=0, n_steps=4)
-              for b in ("black", "uniform")) / 2
-    assert torch.allclose(expl.attributions, ref, atol=1e-5)
+        x, target=0, baselines=["black", "uniform"], completeness_tol=1e-3)
+    assert sum(grad_rows) == int(expl.n_steps.sum())  # n_steps counts every evaluated point
+    assert rows_at_input.tolist() == [1, 1, 1]  # the input's gradient: once, for both baselines
+    assert expl.converged.all()
 
 
 def test_near_linear_path_costs_no_more_than_the_cheapest_fixed_grid():

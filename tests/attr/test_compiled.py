@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from medig import FundusIntegratedGradients
+import medig.attr.compiled as compiled
 from medig.attr.compiled import PaddedCompiledForward, should_compile
 from tests.conftest import small_cnn
 
@@ -118,8 +119,10 @@ def test_failure_in_the_backward_graph_is_caught_at_warm_up():
     assert forward.failed is not None and grad.abs().sum() > 0
 
 
-def test_should_compile_only_where_it_pays():
+def test_should_compile_only_where_it_pays(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert should_compile(True, cpu, 1) and not should_compile(False, cpu, 10**6)
-    assert not should_compile(None, cpu, 10) and should_compile(None, cpu, 10**5)
-    assert not should_compile(None, cuda, 10**5)  # not measured on a GPU: off unless asked
+    # measured: never paid on a CPU; not measured on a GPU: off unless asked
+    assert not should_compile(None, cpu, 10**6) and not should_compile(None, cuda, 10**6)
+    monkeypatch.setitem(compiled.BREAK_EVEN_IMAGES, "cuda", 300)  # a device where it pays
+    assert not should_compile(None, cuda, 299) and should_compile(None, cuda, 300)
