@@ -30,6 +30,8 @@ MODELS = {
     "demo": ("medig demo model (DemoNet, shipped weights)", 256),
     "resnet18": ("torchvision ResNet-18, weights=None, 2 classes, ImageNet normalisation folded in", 224),
     "resnet50": ("torchvision ResNet-50, weights=None, 2 classes, ImageNet normalisation folded in", 512),
+    "resnet18-trained": ("torchvision ResNet-18 trained a few minutes on synthetic fundus "
+                         "(bench/_trained.py), ImageNet normalisation folded in", 128),
 }
 
 
@@ -78,6 +80,10 @@ def build_model(key: str, output: str = "probability"):
 
     if key == "demo":
         model = medig.load_model("demo").model
+    elif key == "resnet18-trained":
+        from _trained import trained_model
+
+        model, _accuracy = trained_model()
     else:
         torch.manual_seed(0)
         arch = getattr(torchvision.models, key)(weights=None, num_classes=2)

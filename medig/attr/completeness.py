@@ -1,16 +1,54 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Completeness statistics: how far the attributions' sum is from F(x) - F(x')."""
+"""Completeness statistics: how far the attributions' sum is from F(x) - F(x').
+
+The rule, as numerical integrators state it (``scipy.integrate.quad``: error below
+``max(epsabs, epsrel * |I|)``): an attribution is *complete* when
+
+    |delta| <= max(atol, tol * |F(x) - F(x')|)
+
+with ``delta = sum(attributions) - (F(x) - F(x'))``. The relative part alone asks for a very precise
+integral where F(x) and F(x') are nearly equal (a gap of a few hundredths of a probability), which
+is where most of the evaluations of a relative-only audit went; the absolute part says how small a
+gap, in units of the explained output, is small enough whatever the change.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["completeness_delta", "is_complete", "relative_error"]
+__all__ = [
+    "ABSOLUTE_FLOOR",
+    "PROBABILITY_ATOL",
+    "absolute_tolerance",
+    "completeness_delta",
+    "default_atol",
+    "is_complete",
+    "relative_error",
+    "rule_text",
+]
 
-#: Absolute floor on |delta| below which an attribution counts as complete whatever |F(x) - F(x')|:
-#: float32 evaluation noise of a network output is ~1e-7 to 1e-6, so a relative test alone could never pass
-#: when the baseline scores almost exactly like the input.
+#: Absolute tolerance of :meth:`~medig.FundusIntegratedGradients.explain` unless one is given, and of
+#: logit audits: float32 evaluation noise of a network output (~1e-7 to 1e-6), without which a relative
+#: test could never pass when the baseline scores almost exactly like the input.
 ABSOLUTE_FLOOR = 1e-6
+
+#: The audit's absolute tolerance for probability outputs, in probability (0.001 = 0.1 percentage
+#: points). Chosen from measurement (``bench/tolerance.py``, bench/RESULTS.md "tolerance"): on the demo
+#: model and the bundled examples it halves the evaluations of the relative-only rule, while the
+#: overlays it produces differ from fully converged ones by less than they differ between two
+#: converged quadratures of the same image.
+PROBABILITY_ATOL = 1e-3
+
+
+def default_atol(output: str) -> float:
+    """The audit's absolute tolerance for an explained ``output`` (``"probability"`` or ``"logit"``).
+
+    Probabilities share one scale across models, so an absolute tolerance in probability points means
+    the same everywhere (:data:`PROBABILITY_ATOL`). Logits do not: their scale is the model's own (a
+    temperature-scaled model has logits 10x another's), so no absolute tolerance is assumed beyond
+    float32 noise (:data:`ABSOLUTE_FLOOR`); pass ``--completeness-atol`` in logit units to set one.
+    """
+    return PROBABILITY_ATOL if output == "probability" else ABSOLUTE_FLOOR
 
 
 def completeness_delta(attributions: Tensor, score: Tensor, baseline_score: Tensor) -> Tensor:
@@ -26,7 +64,23 @@ def relative_error(delta: Tensor, score: Tensor, baseline_score: Tensor) -> Tens
                        torch.full_like(gap, float("inf")))
 
 
-def is_complete(delta: Tensor, score: Tensor, baseline_score: Tensor, tol: float) -> Tensor:
-    """Whether ``|delta| <= tol * |F(x) - F(x')|``, or below :data:`ABSOLUTE_FLOOR`."""
-    gap = (score - baseline_score).abs()
-    return (delta.abs() <= tol * gap) | (delta.abs() <= ABSOLUTE_FLOOR)
+def absolute_tolerance(score: Tensor, baseline_score: Tensor, tol: float,
+                       atol: float = ABSOLUTE_FLOOR) -> Tensor:
+    """Per image, the largest ``|delta|`` the rule accepts: ``max(atol, tol * |F(x) - F(x')|)``."""
+    return (tol * (score - baseline_score).abs()).clamp_min(atol)
+
+
+def is_complete(delta: Tensor, score: Tensor, baseline_score: Tensor, tol: float,
+                atol: float = ABSOLUTE_FLOOR) -> Tensor:
+    """Whether ``|delta| <= max(atol, tol * |F(x) - F(x')|)``, per image."""
+    return delta.abs() <= absolute_tolerance(score, baseline_score, tol, atol)
+
+
+def rule_text(tol: float, atol: float, output: str | None = "probability") -> str:
+    """The rule in words, e.g. for a report or a manifest.
+
+    >>> rule_text(0.01, 0.001)
+    '|delta| <= max(0.001, 1% of |F(x) - F(x\\')|) (probability)'
+    """
+    unit = f" ({output})" if output else ""
+    return f"|delta| <= max({atol:g}, {tol * 100:g}% of |F(x) - F(x')|){unit}"

@@ -30,7 +30,8 @@ class Explanation:
     n_steps : Tensor
         ``(N,)`` gradient evaluations used for each image, summed over the baselines.
     converged : Tensor
-        ``(N,)`` bool, whether ``relative_error <= completeness_tol`` (or the absolute floor).
+        ``(N,)`` bool, whether ``|delta| <= abs_tol``, i.e. the completeness rule
+        ``|delta| <= max(completeness_atol, completeness_tol * |score - baseline_score|)`` holds.
     method : str
         Quadrature used (``"adaptive"`` or a Captum method name).
     baselines : list of str
@@ -40,6 +41,11 @@ class Explanation:
     per_baseline : list of Tensor
         ``(N, C, H, W)`` attributions against each baseline, in the order of ``baselines``;
         ``attributions`` is their mean (the same tensor when there is one baseline).
+    abs_tol : Tensor or None
+        ``(N,)`` the absolute tolerance the rule allowed each image:
+        ``max(completeness_atol, completeness_tol * |score - baseline_score|)``.
+    completeness_atol : float or None
+        Absolute tolerance of the rule, in units of the explained output.
     """
 
     attributions: Tensor
@@ -54,6 +60,8 @@ class Explanation:
     baselines: list[str] = field(default_factory=list)
     completeness_tol: float | None = None
     per_baseline: list[Tensor] = field(default_factory=list)
+    abs_tol: Tensor | None = None
+    completeness_atol: float | None = None
 
     @property
     def flagged(self) -> Tensor:

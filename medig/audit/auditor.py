@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from medig.attr import FundusIntegratedGradients
 from medig.attr.class_group import ClassGroup
+from medig.attr.compiled import compiled_forward
 from medig.attr.outputs import explained_output
 from medig.audit.inputs import AuditInput, DecodedInput
 from medig.audit.memory_format import to_device
@@ -39,9 +40,12 @@ class Auditor:
         # steps' target index is 0 (see Predict); a class or "pred" indexes the model's outputs.
         forward = explained_output(model, settings.output,
                                    target if isinstance(target, ClassGroup) else None)
+        # --compile: one compiled, padded pass shape per audit for the path passes.
+        path_forward = (compiled_forward(forward, settings.size, device) if settings.compile
+                        else forward)
         self.ctx = AuditContext(
             model=model, forward=forward,
-            ig=FundusIntegratedGradients(forward, baselines=list(settings.baselines)),
+            ig=FundusIntegratedGradients(path_forward, baselines=list(settings.baselines)),
             class_names=class_names, settings=settings, device=device, store=store,
             out_dir=out_dir, target=target)
         self.steps = batch_steps(self.ctx)

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medig.attr.compiled import should_compile
+from medig.attr.completeness import default_atol
 from medig.audit.auditor import Auditor
 from medig.audit.distributed import (
     balanced_shares,
@@ -159,6 +161,8 @@ def run_audit(
         settings.target = checked_target(settings)  # issue 15: usage errors before any output
         if not settings.size:
             settings.size = int(input_size or 512)
+        if settings.completeness_atol is None:  # issue 16: the rule's default for the output
+            settings.completeness_atol = default_atol(settings.output)
         items = collect_inputs(inputs, settings.masks, exclude=[out])
         if not items:
             raise AuditError(f"no image files found in {', '.join(map(str, inputs))}")
@@ -187,6 +191,7 @@ def run_audit(
         keys = {i: record_key(shas[i], settings.key()) for i in mine}
         todo = [[i for i in b if not store.is_done(keys[i])] for b in my_batches]
         todo = [b for b in todo if b]
+        settings.compile = should_compile(settings.compile, device, sum(map(len, todo)))
         auditor = Auditor(model, settings.class_names, settings, device, store, out, keys)
         n_todo = sum(len(b) for b in todo)
         bar = Progress(len(mine), len(mine) - n_todo, enabled=progress,

@@ -44,6 +44,7 @@ RESULT_FIELDS = (
     # issue 17: study (keyed hash, never the UID) and where laterality and study came from
     "study", "study_source", "laterality_source",
     "target_members",  # issue 15: the classes whose summed probability a group target explains
+    "abs_tol",  # the absolute tolerance the completeness rule allowed this image
 )
 RESULT_FIELDS += (  # issue 13: trust checks
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
@@ -115,6 +116,8 @@ def explanation_rows(
     score, base, delta, rel = (floats(explanation.score), floats(explanation.baseline_score),
                                floats(explanation.delta), floats(explanation.relative_error))
     steps = explanation.n_steps.cpu().tolist()
+    abs_tol = (floats(explanation.abs_tol) if explanation.abs_tol is not None
+               else [None] * n)
     rows = []
     for i in range(n):
         row = _empty_row(paths[i], sha256s[i] if sha256s else None)
@@ -129,6 +132,7 @@ def explanation_rows(
             n_steps=int(steps[i]),
             flagged=bool(flagged[i]),
             overlay=overlays[i] if overlays else None,
+            abs_tol=abs_tol[i],
         )
         if extra:
             row.update({k: v for k, v in extra[i].items() if k in RESULT_FIELDS})

@@ -16,6 +16,7 @@ NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
     "mean", "std", "model_args",  # issue 15: normalisation and constructor arguments in effect
+    "completeness_atol", "path_dtype",  # issue 16
 )
 NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # issue 13: they add result columns
 NUMERIC_SETTINGS += ("quality",)  # issue 14: skip leaves images unexplained; off drops the verdicts
@@ -69,6 +70,12 @@ class AuditSettings:
     cross_check: list[str] = field(default_factory=list)
     sanity_sample: int = 8
     quality: str = "flag"  # issue 14: image-quality gate, flag | skip | off
+    # issue 16: absolute completeness tolerance (None: the default for the output, filled in by
+    # run_audit), torch.compile of the path passes (None: where it pays), autocast dtype of the
+    # path passes (None: float32).
+    completeness_atol: float | None = None
+    compile: bool | None = None
+    path_dtype: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

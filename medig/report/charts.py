@@ -25,8 +25,9 @@ def completeness_chart(
 ) -> Drawing:
     """Bar chart of the number of images per relative-error bin, with the tolerance marked.
 
-    Bars above the tolerance (the flagged images) are orange, the others blue; a dashed line marks the
-    tolerance between the bars. Labels use only ASCII and the body font, so the chart renders anywhere.
+    Flagged images are orange, the others blue (with per-bin flag counts the bars stack the two;
+    without, the bars above the tolerance are orange); a dashed line marks the relative tolerance
+    between the bars. Labels use only ASCII and the body font, so the chart renders anywhere.
 
     Parameters
     ----------
@@ -48,7 +49,11 @@ def completeness_chart(
     chart.x, chart.y = 42, 30
     chart.width, chart.height = width - 60, height - 58
     counts = [b.count for b in bins]
-    chart.data = [counts]
+    # With per-bin flag counts (an absolute tolerance can make an image above the relative tolerance
+    # complete), bars stack the complete images (blue) under the flagged ones (orange).
+    by_flag = all(b.flagged is not None for b in bins)
+    chart.data = ([[b.count - b.flagged for b in bins], [b.flagged for b in bins]] if by_flag
+                  else [counts])
     top = max(counts + [1])
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = top * 1.2 if top > 4 else 5
@@ -64,14 +69,26 @@ def completeness_chart(
     chart.groupSpacing = 6
     chart.bars[0].strokeColor = None
     chart.bars[0].fillColor = _OK
-    for i, b in enumerate(bins):
-        if tolerance is not None and b.lo >= tolerance - 1e-12:
-            chart.bars[(0, i)].fillColor = _BAD
-    chart.barLabelFormat = "%d"
-    chart.barLabels.fontName = fonts.regular
-    chart.barLabels.fontSize = 7
-    chart.barLabels.nudge = 6
+    if by_flag:
+        chart.categoryAxis.style = "stacked"
+        chart.bars[1].strokeColor = None
+        chart.bars[1].fillColor = _BAD
+    else:
+        for i, b in enumerate(bins):
+            if tolerance is not None and b.lo >= tolerance - 1e-12:
+                chart.bars[(0, i)].fillColor = _BAD
+        chart.barLabelFormat = "%d"
+        chart.barLabels.fontName = fonts.regular
+        chart.barLabels.fontSize = 7
+        chart.barLabels.nudge = 6
     d.add(chart)
+    if by_flag:  # one count per bar, above the stack
+        step = chart.width / len(bins)
+        for i, b in enumerate(bins):
+            if b.count:
+                y = chart.y + chart.height * b.count / chart.valueAxis.valueMax + 3
+                d.add(String(chart.x + step * (i + 0.5), y, str(b.count),
+                             fontName=fonts.regular, fontSize=7, textAnchor="middle"))
     d.add(
         String(
             chart.x - 34, chart.y + chart.height + 10, "images", fontName=fonts.regular, fontSize=7
@@ -106,7 +123,8 @@ def completeness_chart(
                 String(
                     x + 3,
                     chart.y + chart.height + 8,
-                    f"tolerance {tolerance * 100:g}%  (flagged to the right)",
+                    f"tolerance {tolerance * 100:g}%  "
+                    + ("(orange: flagged)" if by_flag else "(flagged to the right)"),
                     fontName=fonts.regular,
                     fontSize=7,
                     fillColor=colors.HexColor("#b22222"),

@@ -175,6 +175,7 @@ class ErrorBin:
     lo: float
     hi: float
     count: int
+    flagged: int | None = None  # of ``count``, the flagged images (None: not known)
 
     @property
     def label(self) -> str:
@@ -188,7 +189,8 @@ class ErrorBin:
         return f"{pct(self.lo)}\u2013{pct(self.hi)}"
 
 
-def relative_error_bins(errors: list[float], tolerance: float | None = None) -> list[ErrorBin]:
+def relative_error_bins(errors: list[float], tolerance: float | None = None,
+                        flags: list[bool] | None = None) -> list[ErrorBin]:
     """Count relative errors in bins ``<=0.5%, 0.5-1%, 1-2%, 2-5%, >5%`` (plus an edge at ``tolerance``).
 
     Parameters
@@ -197,6 +199,9 @@ def relative_error_bins(errors: list[float], tolerance: float | None = None) -> 
         Relative errors as fractions; non-finite values go to the last bin.
     tolerance : float, optional
         Added as a bin edge when it is not one already, so bars split exactly at the tolerance.
+    flags : list of bool, optional
+        Whether each image was flagged, aligned with ``errors``: counted per bin (``ErrorBin.flagged``),
+        since under an absolute tolerance an image above the relative tolerance may still be complete.
 
     Returns
     -------
@@ -207,10 +212,13 @@ def relative_error_bins(errors: list[float], tolerance: float | None = None) -> 
         edges.add(round(tolerance, 12))
     bounds = [0.0, *sorted(edges), math.inf]
     counts = [0] * (len(bounds) - 1)
-    for e in errors:
+    flagged = [0] * (len(bounds) - 1)
+    for k, e in enumerate(errors):
         x = abs(e) if math.isfinite(e) else math.inf
         for i in range(len(counts)):
             if x <= bounds[i + 1] or i == len(counts) - 1:
                 counts[i] += 1
+                flagged[i] += bool(flags[k]) if flags is not None else 0
                 break
-    return [ErrorBin(bounds[i], bounds[i + 1], c) for i, c in enumerate(counts)]
+    return [ErrorBin(bounds[i], bounds[i + 1], c, flagged[i] if flags is not None else None)
+            for i, c in enumerate(counts)]

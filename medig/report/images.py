@@ -66,10 +66,15 @@ def completeness_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[st
     score, base = r.get("score"), r.get("baseline_score")
     if isinstance(score, (int, float)) and isinstance(base, (int, float)):
         f.append(("Change F(x) \u2212 F(x\u2032)", format_number(score - base)))
-    f.append(("Completeness gap", format_number(r.get("delta"))))
     flagged = r.get("flagged")
     verdict = "NOT MET (flagged)" if flagged else ("met" if flagged is False else "unknown")
-    f.append(("Relative error", f"{format_percent(r.get('relative_error'))}: {verdict}"))
+    if isinstance(r.get("abs_tol"), (int, float)):  # the rule's allowance for this image
+        f.append(("Completeness gap", f"{format_number(r.get('delta'))} (allowed "
+                  f"\u00b1{format_number(r['abs_tol'])}): {verdict}"))
+        f.append(("Relative error", format_percent(r.get("relative_error"))))
+    else:
+        f.append(("Completeness gap", format_number(r.get("delta"))))
+        f.append(("Relative error", f"{format_percent(r.get('relative_error'))}: {verdict}"))
     f.append(("Integration steps", str(r.get("n_steps", "n/a"))))
     return f
 

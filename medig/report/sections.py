@@ -19,6 +19,7 @@ from medig.report.fonts import markup
 from medig.report.images import prediction_text
 from medig.report.layout import (
     ReportContext,
+    fill,
     format_number,
     format_percent,
     format_time,
@@ -26,6 +27,7 @@ from medig.report.layout import (
     table,
 )
 from medig.report.quality import quality_key_lines
+from medig.report.tolerance import atol_of, rule_values
 
 __all__ = ["completeness", "cover", "errors", "flagged", "localisation", "method", "provenance",
            "summary"]
@@ -56,7 +58,7 @@ def summary(ctx: ReportContext) -> list[Flowable]:
         (
             f"{n_flag} of {n_ok} explained image{'s' if n_ok != 1 else ''} "
             f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged: their attribution is "
-            f"incomplete (relative error above {ctx.tol_text()}) and their overlay should not be relied on."
+            f"incomplete ({_rule_short(ctx)}) and their overlay should not be relied on."
         ),
     ]
     key += quality_key_lines(ctx)  # issue 14
@@ -98,7 +100,11 @@ def summary(ctx: ReportContext) -> list[Flowable]:
     if isinstance(baselines, (list, tuple)):
         baselines = ", ".join(map(str, baselines))
     add("Reference image (baseline)", baselines)
-    add("Completeness tolerance", format_percent(ctx.tol) if ctx.tol is not None else None)
+    atol = atol_of(m)
+    add("Completeness tolerance", None if ctx.tol is None else (
+        format_percent(ctx.tol) if atol is None else
+        f"gap at most the larger of {atol:g} ({rule_values(m, '')['unit']}) and "
+        f"{format_percent(ctx.tol)} of the change"))
     if isinstance(m.get("cohort_clip"), (int, float)):
         add(
             "Colour scale",
@@ -129,6 +135,14 @@ def summary(ctx: ReportContext) -> list[Flowable]:
     return out
 
 
+def _rule_short(ctx: ReportContext) -> str:
+    """Why an image is flagged, in a few words: the completeness rule with its numbers."""
+    atol = atol_of(ctx.data.manifest)
+    if atol is None:
+        return f"relative error above {ctx.tol_text()}"
+    return f"completeness gap above both {atol:g} and {ctx.tol_text()} of the change"
+
+
 def completeness(ctx: ReportContext) -> list[Flowable]:
     errs = [
         float(r["relative_error"])
@@ -136,11 +150,13 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
         if isinstance(r.get("relative_error"), (int, float))
     ]
     out: list[Flowable] = [CondPageBreak(230), ctx.heading("completeness")]
-    out += ctx.text("completeness_intro", tolerance=ctx.tol_text())
+    out += ctx.text("completeness_intro", **rule_values(ctx.data.manifest, ctx.tol_text()))
     if not errs:
         out.append(ctx.P("No completeness figures are available.", ctx.s.body))
         return out
-    bins = relative_error_bins(errs, ctx.tol)
+    bins = relative_error_bins(errs, ctx.tol, flags=[
+        r.get("flagged") is True for r in ctx.data.ok
+        if isinstance(r.get("relative_error"), (int, float))])
     out.append(
         completeness_chart(bins, ctx.tol, ctx.fonts, width=min(ctx.fw, 440), height=150)
     )
@@ -255,6 +271,9 @@ def method(ctx: ReportContext) -> list[Flowable]:
         + " "
         + ctx.t["text"]["scale_cohort" if cohort else "scale_per_image"]
     )
+    if atol_of(ctx.data.manifest) is not None and ctx.tol is not None:  # issue 16
+        method += " " + fill(ctx.t["text"]["completeness_rule"].strip(),
+                             rule_values(ctx.data.manifest, ctx.tol_text()))
     out += paragraphs(method, ctx.s.body, ctx.fonts)
     strip = legend_strip(width=300, height=20)
     w = min(0.45 * ctx.fw, 220)

@@ -54,7 +54,10 @@ def test_results_hold_one_row_per_input(audited):
             continue
         assert row["predicted"] in ("healthy", "referable")
         assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
-        assert row["relative_error"] <= 0.01 or row["flagged"]
+        # the completeness rule: |delta| <= abs_tol = max(atol, 1% of |F(x) - F(x')|), else flagged
+        allowed = max(1e-3, 0.01 * abs(row["score"] - row["baseline_score"]))
+        assert abs(row["abs_tol"] - allowed) <= 1e-5 * allowed
+        assert (abs(row["delta"]) <= row["abs_tol"] * (1 + 1e-5)) != row["flagged"]
         # completeness figures are consistent with each other
         gap = row["score"] - row["baseline_score"]
         assert abs(row["relative_error"] - abs(row["delta"]) / abs(gap)) < 1e-4

@@ -15,6 +15,7 @@ from medig.audit.finalise import AuditStep
 from medig.audit.settings import AuditSettings
 from medig.audit.steps.arrays import StoreArrays
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
+from medig.audit.steps.completeness import RecordCompletenessRule
 from medig.audit.steps.explain import Explain
 from medig.audit.steps.localisation import Localisation
 from medig.audit.steps.predict import Predict
@@ -49,6 +50,7 @@ def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditSte
 
     before: list[AuditStep] = [
         RecordTarget(settings),  # what the colours mean, where the model's metadata came from
+        RecordCompletenessRule(),  # the rule's absolute floor, in the manifest and the report
         IdentifyRemainingRows(),  # study and eye of rows no batch step saw
         SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
     ]

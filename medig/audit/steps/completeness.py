@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Audit step: the completeness rule the audit applied, in one sentence, for ``manifest.json``."""
+from __future__ import annotations
+
+from medig.attr.completeness import default_atol
+from medig.audit.finalise import FinishedAudit
+
+__all__ = ["RecordCompletenessRule"]
+
+
+class RecordCompletenessRule:
+    """Adds ``completeness_rule`` to the manifest: the rule behind ``flagged`` and ``abs_tol``."""
+
+    def __call__(self, audit: FinishedAudit) -> None:
+        s = audit.settings
+        atol = s.completeness_atol if s.completeness_atol is not None else default_atol(s.output)
+        audit.manifest["completeness_rule"] = (
+            f"An image is complete when |delta| <= max({atol:g}, {s.completeness_tol:g} * "
+            f"|F(x) - F(x')|), with delta = sum(attributions) - (F(x) - F(x')) and F the explained "
+            f"{s.output}; abs_tol is that bound per image, and an image that misses it is flagged.")

@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit's completeness rule end to end: ``--completeness-atol``, the ``abs_tol`` column, the
+manifest, the report's method note, and the resume key."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from pypdf import PdfReader
+
+from medig.audit import read_results
+from medig.cli import EXIT_SOME_FILES_FAILED, EXIT_USAGE, main
+from tests.audit.conftest import TINY
+
+BASE = ["--model", TINY, "--classes", "healthy", "referable", "--size", "64",
+        "--batch-size", "4", "--workers", "0", "--quiet", "--baseline", "black"]
+
+
+@pytest.fixture(scope="module")
+def default_audit(audit_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rule") / "out"
+    assert main(["audit", str(audit_folder), "--out", str(out), *BASE]) == EXIT_SOME_FILES_FAILED
+    return out
+
+
+def _ok_rows(out):
+    return [r for r in read_results(out / "results.jsonl") if r["status"] == "ok"]
+
+
+def _check_rule(rows, atol, tol=0.01):
+    for r in rows:
+        allowed = max(atol, tol * abs(r["score"] - r["baseline_score"]))
+        assert r["abs_tol"] == pytest.approx(allowed, rel=1e-5)
+        within = abs(r["delta"]) <= r["abs_tol"] * (1 + 1e-5)
+        assert r["flagged"] is (not within)
+        assert r["relative_error"] == pytest.approx(
+            abs(r["delta"]) / abs(r["score"] - r["baseline_score"]), rel=1e-4)
+
+
+def test_probability_audit_applies_the_default_absolute_tolerance(default_audit):
+    rows = _ok_rows(default_audit)
+    assert rows
+    _check_rule(rows, 1e-3)
+    manifest = json.loads((default_audit / "manifest.json").read_text())
+    assert manifest["settings"]["completeness_atol"] == 1e-3
+    assert "max(0.001, 0.01 * |F(x) - F(x')|)" in manifest["completeness_rule"]
+    assert "probability" in manifest["completeness_rule"]
+    header = (default_audit / "results.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert "abs_tol" in header.split(",")
+
+
+def test_report_states_the_rule_in_the_method_note(default_audit):
+    text = " ".join(page.extract_text() for page in PdfReader(default_audit / "report.pdf").pages)
+    text = " ".join(text.split())
+    assert "Completeness rule: an image's attribution counts as complete when its completeness" in text
+    assert "larger of 0.001 (in probability) and 1.00% of the change" in text
+    assert "allowed ±" in text  # per image: the gap beside the tolerance it was allowed
+
+
+def test_given_absolute_tolerance_and_logit_default(audit_folder, tmp_path):
+    loose = tmp_path / "loose"
+    main(["audit", str(audit_folder), "--out", str(loose), *BASE, "--completeness-atol", "0.05"])
+    rows = _ok_rows(loose)
+    _check_rule(rows, 0.05)
+    logit = tmp_path / "logit"
+    main(["audit", str(audit_folder), "--out", str(logit), *BASE, "--output", "logit"])
+    manifest = json.loads((logit / "manifest.json").read_text())
+    assert manifest["settings"]["completeness_atol"] == 1e-6  # float noise only, in logit units
+    _check_rule(_ok_rows(logit), 1e-6)
+    # a looser rule costs fewer evaluations than the strict logit one on the same images
+    assert sum(r["n_steps"] for r in rows) <= sum(r["n_steps"] for r in _ok_rows(logit))
+
+
+def test_changed_absolute_tolerance_is_refused_on_resume(default_audit, audit_folder, capsys):
+    code = main(["audit", str(audit_folder), "--out", str(default_audit), *BASE,
+                 "--completeness-atol", "0.01"])
+    assert code == EXIT_USAGE
+    assert "completeness_atol" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "nan", "inf"])
+def test_bad_absolute_tolerance_is_a_usage_error(audit_folder, tmp_path, capsys, bad):
+    code = main(["audit", str(audit_folder), "--out", str(tmp_path / "x"), *BASE,
+                 "--completeness-atol", bad])
+    assert code == EXIT_USAGE
+    assert "--completeness-atol" in capsys.readouterr().err
