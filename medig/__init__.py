@@ -18,8 +18,8 @@ _LAZY = {
     "load_model": "medig.models",
     "LoadedModel": "medig.models",
     "ModelLoadError": "medig.models",
-    "ClassGroup": "medig.attr",  # issue 15
-    "explained_output": "medig.attr",  # issue 15
+    "ClassGroup": "medig.attr",
+    "explained_output": "medig.attr",
 }
 
 __all__ = ["__version__", *_LAZY]

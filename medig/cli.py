@@ -96,7 +96,7 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="re-audit into an --out folder made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    # issue 17: per-study pages, DICOM output, sending to a PACS
+    # per-study pages, DICOM output, sending to a PACS
     p.add_argument("--per-study", action="store_true",
                    help="also write studies/<id>.pdf: one page per study, both eyes side by side")
     p.add_argument("--dicom-out", action="store_true",
@@ -108,7 +108,7 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                         "re-run sends only what was not acknowledged (implies --dicom-out)")
     p.add_argument("--calling-aet", default="MEDIG",
                    help="medig's AE title when sending (default MEDIG)")
-    # issue 15: what a model needs besides its weights, so no JSON file is needed beside them
+    # what a model needs besides its weights, so no JSON file is needed beside them
     p.add_argument("--mean", nargs=3, type=float, metavar=("R", "G", "B"),
                    help="normalisation mean the model was trained with (0-1 or 0-255 units; "
                         "default: JSON beside the weights, else the checkpoint)")
@@ -121,19 +121,19 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                    help="constructor argument of torchvision:/timm:/monai:/factory models, the "
                         "value parsed as JSON where possible (false, 5, \"swin_t\"), e.g. "
                         "--model-arg image_size=384 drop_rate=0.2")
-    # issue 13: can the attributions be trusted?
+    # can the attributions be trusted?
     p.add_argument("--sanity-sample", type=int, default=8, metavar="N",
                    help="images of the model-randomisation sanity check (default 8; 0 disables)")
     p.add_argument("--cross-check", nargs="+", default=[], choices=("occlusion",),
                    help="also compare IG with Captum's Occlusion on a patch grid, per image")
     p.add_argument("--no-trust-checks", action="store_true",
                    help="skip the per-image baseline-agreement and faithfulness checks")
-    # issue 14: image-quality gate
+    # image-quality gate
     p.add_argument("--quality", choices=("flag", "skip", "off"), default="flag",
                    help="image-quality gate: flag (default) explains every image and marks the "
                         "ungradeable and non-fundus ones; skip leaves them unexplained (status "
                         "'skipped', not an error); off computes no verdict")
-    # issue 16: the completeness rule's absolute part, compiled and reduced-precision path passes
+    # the completeness rule's absolute part, compiled and reduced-precision path passes
     p.add_argument("--completeness-atol", type=float, default=None, metavar="ATOL",
                    help="absolute completeness tolerance, in units of the explained output: an "
                         "image is complete when |delta| <= max(ATOL, TOL * |F(x) - F(x')|) "
@@ -152,7 +152,7 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", help="report template (TOML)")
     p.add_argument("--include-phi", action="store_true",
                    help="allow patient identifiers in the report")
-    p.add_argument("--per-study", action="store_true",  # issue 17
+    p.add_argument("--per-study", action="store_true",
                    help="also rebuild studies/<id>.pdf, one page per study")
 
 
@@ -225,13 +225,13 @@ def _run_audit(args: argparse.Namespace) -> int:
     except (SettingsChangedError, AuditUsageError, ModelArgumentError) as error:
         _error(str(error))
         return EXIT_USAGE
-    except SendIncomplete as error:  # issue 17: results and report are written; sending is not
+    except SendIncomplete as error:  # results and report are written; sending is not
         _error(str(error))
         return EXIT_NOT_SENT
     except (AuditError, ModelLoadError, ImageReadError) as error:
         _error(str(error))
         return EXIT_FAILED
-    except OSError as error:  # issue 12: a file-system failure is one line, not a traceback
+    except OSError as error:  # a file-system failure is one line, not a traceback
         where = f"{error.filename}: " if error.filename else ""
         _error(f"{where}{error.strerror or ' '.join(str(error).split())}")
         return EXIT_FAILED
@@ -242,10 +242,10 @@ def _run_audit(args: argparse.Namespace) -> int:
     print(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
           f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
           f"attribution, {summary.errors} could not be read")
-    from medig.audit.steps.verdicts import trust_line  # issue 13
+    from medig.audit.steps.verdicts import trust_line
 
     print(trust_line(summary.rows, summary.out_dir))
-    if args.quality != "off":  # issue 14
+    if args.quality != "off":
         from medig.audit.steps.quality import quality_counts
 
         q = quality_counts(summary.rows)
@@ -253,12 +253,12 @@ def _run_audit(args: argparse.Namespace) -> int:
         print(f"image quality: {q['gradeable']} gradeable, {q['ungradeable']} ungradeable, "
               f"{q['not_fundus']} not fundus photographs{skipped}")
     print(f"report: {summary.report}")
-    _print_pacs_outputs(summary.out_dir, settings)  # issue 17
+    _print_pacs_outputs(summary.out_dir, settings)
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
 
 
 def _pacs_usage_error(args: argparse.Namespace) -> str | None:
-    """Why the per-study/DICOM/PACS options cannot run as given (issue 17), or None."""
+    """Why the per-study/DICOM/PACS options cannot run as given, or None."""
     from medig.pacs.send import check_aet, parse_destination
 
     if (args.dicom_out or args.send) and not args.include_phi:
@@ -320,7 +320,7 @@ def _run_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         path = build_report(args.out, template=args.template, include_phi=args.include_phi)
-        if args.per_study:  # issue 17
+        if args.per_study:
             from medig.report.per_study import build_study_pages
 
             pages = build_study_pages(args.out, template=args.template)

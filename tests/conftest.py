@@ -32,7 +32,7 @@ def cnn() -> nn.Module:
 
 class ModelZoo:
     """Untrained torchvision (and timm) classifiers with 5 outputs, each saved in the forms of
-    :mod:`tests.models.checkpoint_forms`, built on first use and shared by the session (issue 15)."""
+    :mod:`tests.models.checkpoint_forms`, built on first use and shared by the session."""
 
     SIZE = 32  # small inputs keep transformers cheap on CPU
 

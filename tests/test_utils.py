@@ -37,7 +37,7 @@ def test_sha256_file(tmp_path):
     assert sha256_file(tmp_path / "f", chunk_size=1 << 16) == hashlib.sha256(data).hexdigest()
 
 
-# --------------------------------------------------------------------------- issue 12
+# --------------------------------------------------------------------------- hostile inputs
 
 
 @pytest.mark.parametrize("name", ["a" * 238 + ".json", "b" * 255, "\u773c" * 79 + ".jpg.png",

@@ -158,10 +158,10 @@ def run_audit(
             raise AuditError(f"--classes names {len(settings.class_names)} classes but the model "
                              f"has {len(class_names)}")
         settings.weights_sha256 = weights_sha
-        settings.target = checked_target(settings)  # issue 15: usage errors before any output
+        settings.target = checked_target(settings)  # usage errors before any output
         if not settings.size:
             settings.size = int(input_size or 512)
-        if settings.completeness_atol is None:  # issue 16: the rule's default for the output
+        if settings.completeness_atol is None:  # the rule's default for the output
             settings.completeness_atol = default_atol(settings.output)
         items = collect_inputs(inputs, settings.masks, exclude=[out])
         if not items:

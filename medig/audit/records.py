@@ -41,16 +41,16 @@ RESULT_FIELDS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
     "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
     "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
-    # issue 17: study (keyed hash, never the UID) and where laterality and study came from
+    # study (keyed hash, never the UID) and where laterality and study came from
     "study", "study_source", "laterality_source",
-    "target_members",  # issue 15: the classes whose summed probability a group target explains
+    "target_members",  # the classes whose summed probability a group target explains
     "abs_tol",  # the absolute tolerance the completeness rule allowed this image
 )
-RESULT_FIELDS += (  # issue 13: trust checks
+RESULT_FIELDS += (  # trust checks
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
     "random_deletion_auc", "occlusion_agreement", "trust_flags",
 )
-RESULT_FIELDS += (  # issue 14: image quality (medig.preprocess.QUALITY_FIELDS)
+RESULT_FIELDS += (  # image quality (medig.preprocess.QUALITY_FIELDS)
     "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
     "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
     "vessel_density",

@@ -15,11 +15,11 @@ __all__ = ["AuditSettings", "NUMERIC_SETTINGS"]
 NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
-    "mean", "std", "model_args",  # issue 15: normalisation and constructor arguments in effect
-    "completeness_atol", "path_dtype",  # issue 16
+    "mean", "std", "model_args",  # normalisation and constructor arguments in effect
+    "completeness_atol", "path_dtype",
 )
-NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # issue 13: they add result columns
-NUMERIC_SETTINGS += ("quality",)  # issue 14: skip leaves images unexplained; off drops the verdicts
+NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # they add result columns
+NUMERIC_SETTINGS += ("quality",)  # skip leaves images unexplained; off drops the verdicts
 
 
 @dataclass
@@ -53,24 +53,24 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
-    # issue 17: per-study pages, DICOM output and sending it to a PACS (AET@HOST:PORT)
+    # per-study pages, DICOM output and sending it to a PACS (AET@HOST:PORT)
     per_study: bool = False
     dicom_out: bool = False
     send: str | None = None
     calling_aet: str = "MEDIG"
-    # issue 15: model metadata from the command line (mean/std are filled with the values in
+    # model metadata from the command line (mean/std are filled with the values in
     # effect once the model is loaded) and where each piece the model uses came from
     mean: list[float] | None = None
     std: list[float] | None = None
     input_size: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     model_metadata: dict[str, Any] = field(default_factory=dict)
-    # issue 13: trust checks (per-image agreement/faithfulness, optional cross-checks, sanity check)
+    # trust checks (per-image agreement/faithfulness, optional cross-checks, sanity check)
     trust_checks: bool = True
     cross_check: list[str] = field(default_factory=list)
     sanity_sample: int = 8
-    quality: str = "flag"  # issue 14: image-quality gate, flag | skip | off
-    # issue 16: absolute completeness tolerance (None: the default for the output, filled in by
+    quality: str = "flag"  # image-quality gate, flag | skip | off
+    # absolute completeness tolerance (None: the default for the output, filled in by
     # run_audit), torch.compile of the path passes (None: where it pays), autocast dtype of the
     # path passes (None: float32).
     completeness_atol: float | None = None

@@ -31,9 +31,9 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "method": sections.method,
     "images": images.images,
     "provenance": sections.provenance,
-    "target": targets.target_section,  # issue 15: what the colours mean
-    "trust": trust.trust,  # issue 13
-    "quality": quality.quality,  # issue 14
+    "target": targets.target_section,  # what the colours mean
+    "trust": trust.trust,
+    "quality": quality.quality,
 }
 
 

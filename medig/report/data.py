@@ -63,7 +63,7 @@ class AuditData:
         for r in self.ok:  # classes seen in rows but missing from the manifest still get counted
             for key in ("predicted", "target"):
                 if key == "target" and r.get("target_members"):
-                    continue  # a group of classes (issue 15), not a class
+                    continue  # a group of classes, not a class
                 if r.get(key) is not None and str(r[key]) not in names:
                     names.append(str(r[key]))
         return names

@@ -25,7 +25,7 @@ from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.quality import quality_figures, quality_tag
 from medig.report.targets import overlay_caption, probability_table
-from medig.report.trust import heading_flags, trust_figures  # issue 13
+from medig.report.trust import heading_flags, trust_figures
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
            "prediction_text"]
@@ -113,16 +113,16 @@ def metadata_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, s
 #: The groups of figures printed beside each explained image, in order.
 FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] = [
     prediction_figures,
-    quality_figures,  # issue 14
+    quality_figures,
     completeness_figures,
-    trust_figures,  # issue 13
+    trust_figures,
     localisation_figures,
     laterality_figures,
     metadata_figures,
 ]
 
 
-#: Flowables printed under each image's figures, in order (issue 15: class probabilities).
+#: Flowables printed under each image's figures, in order (class probabilities).
 TABLES: list[Callable[[ReportContext, dict[str, Any]], list[Flowable]]] = [
     probability_table,
 ]
@@ -130,7 +130,7 @@ TABLES: list[Callable[[ReportContext, dict[str, Any]], list[Flowable]]] = [
 
 def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs printed beside an image: every group of :data:`FIGURES`."""
-    if r.get("status") == "skipped":  # issue 14: not gradeable, left unexplained
+    if r.get("status") == "skipped":  # not gradeable, left unexplained
         return [("Status", "skipped: not explained"), *quality_figures(ctx, r)]
     if r.get("status") != "ok":
         return [("Status", "could not be read"), ("Reason", r.get("error") or "unknown error")]
@@ -216,7 +216,7 @@ def images(ctx: ReportContext) -> list[Flowable]:
     shown = rows
     out: list[Flowable] = [CondPageBreak(ctx.fh * 0.5), ctx.heading("images")]
     if len(rows) > r["max_images_full"]:
-        # Skipped images (issue 14) are listed in the quality section: sampled like the rest.
+        # Skipped images are listed in the quality section: sampled like the rest.
         failed = [x.get("status") not in ("ok", "skipped") for x in rows]
         must = [x for x, f in zip(rows, failed) if f or x.get("flagged") is True]
         rest = [x for x, f in zip(rows, failed) if not (f or x.get("flagged") is True)]

@@ -47,7 +47,7 @@ def cover(ctx: ReportContext) -> list[Flowable]:
 def summary(ctx: ReportContext) -> list[Flowable]:
     d, m = ctx.data, ctx.data.manifest
     n, n_ok, n_err, n_flag = len(d.rows), len(d.ok), len(d.errors), len(d.flagged)
-    n_skip = len(d.skipped)  # issue 14: skipped by the quality gate
+    n_skip = len(d.skipped)  # skipped by the quality gate
     skipped = f", {n_skip} skipped as not gradeable" if n_skip else ""
     model = m.get("model") or {}
     out: list[Flowable] = [ctx.heading("summary")]
@@ -61,7 +61,7 @@ def summary(ctx: ReportContext) -> list[Flowable]:
             f"incomplete ({_rule_short(ctx)}) and their overlay should not be relied on."
         ),
     ]
-    key += quality_key_lines(ctx)  # issue 14
+    key += quality_key_lines(ctx)
     preds = d.prediction_counts()
     if n_ok and preds:
         key.append(
@@ -271,7 +271,7 @@ def method(ctx: ReportContext) -> list[Flowable]:
         + " "
         + ctx.t["text"]["scale_cohort" if cohort else "scale_per_image"]
     )
-    if atol_of(ctx.data.manifest) is not None and ctx.tol is not None:  # issue 16
+    if atol_of(ctx.data.manifest) is not None and ctx.tol is not None:
         method += " " + fill(ctx.t["text"]["completeness_rule"].strip(),
                              rule_values(ctx.data.manifest, ctx.tol_text()))
     out += paragraphs(method, ctx.s.body, ctx.fonts)

@@ -29,9 +29,9 @@ SECTIONS = (
     "method",
     "images",
     "provenance",
-    "target",  # issue 15: what the colours mean (the explained class or group)
-    "trust",  # issue 13
-    "quality",  # issue 14
+    "target",  # what the colours mean (the explained class or group)
+    "trust",
+    "quality",
 )
 """Section names a template's ``[report].sections`` may list."""
 

@@ -72,7 +72,7 @@ def test_blur_baseline_completeness():
     assert ((err <= 0.0101) | (expl.delta.abs() <= 1e-6)).all()
 
 
-# ---------------------------------------------------------------- the absolute tolerance (issue 16)
+# ---------------------------------------------------------------- the absolute tolerance
 def test_rule_is_the_larger_of_absolute_and_relative_tolerance():
     from medig.attr.completeness import absolute_tolerance, is_complete
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One hostile file never stops, hangs or corrupts an audit (the findings of issue 12).
+"""One hostile file never stops, hangs or corrupts an audit (the findings of a fuzzing campaign).
 
 One audit runs over the hand-made cases of :mod:`tests.fuzz.cases` (in a thread, so a reader that
 blocks on a FIFO fails the test instead of hanging it); smaller audits check resume, changed and

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """``medig audit`` on real architectures saved the ways training code saves them, with command-line
-flags only (no JSON file beside the weights), explaining the referable-DR group (issue 15)."""
+flags only (no JSON file beside the weights), explaining the referable-DR group."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Hand-made hostile inputs: one file (or file-system entry) per failure found by the fuzzing
-campaign of issue 12, each with the row an audit must give it.
+fuzzing campaign, each with the row an audit must give it.
 
 Everything is generated here from synthetic pixels (no bundled file needed), small enough for CI:
 the largest file is about 1 MB.

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The fuzz property on a small seeded corpus (CI): mutants of the bundled examples and of
-generated files, plus the hand-made cases of issue 12.
+generated files, plus the hand-made cases of the fuzzing campaign.
 
 Every file gives exactly one ok or error row (one per frame when read), no traceback, no file
 over 20 s or 2 GB, exit code 0 or 3. ``bench/fuzz.py`` runs the same check on a longer campaign.

@@ -388,7 +388,7 @@ def test_dicom_cut_inside_the_header_is_truncated_not_pixelless(kit, make_dicom,
         read_image(cut)
 
 
-# --------------------------------------------------------------------------- hostile DICOM (issue 12)
+# --------------------------------------------------------------------------- hostile DICOM
 
 
 def _dicom_bytes(ds) -> bytes:

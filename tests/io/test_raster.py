@@ -198,7 +198,7 @@ def test_corrupt_jpeg_header(tmp_path):
         read_image(path)
 
 
-# --------------------------------------------------------------------------- hostile rasters (issue 12)
+# --------------------------------------------------------------------------- hostile rasters
 
 
 def _jpeg(rgb, **kwargs) -> bytes:

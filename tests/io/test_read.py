@@ -103,7 +103,7 @@ def test_reason_is_forced_to_one_line():
     assert str(ImageReadError("x.png", "bad\nthing\r\n  here")) == "x.png: bad thing here"
 
 
-# --------------------------------------------------------------------------- hostile files (issue 12)
+# --------------------------------------------------------------------------- hostile files
 
 
 def _read_in_subprocess(path, timeout: float = 20.0) -> str:

@@ -191,7 +191,7 @@ def test_bad_specs(kwargs, match):
 
 
 def test_missing_class_names_become_generic_with_one_warning(factory_module, caplog):
-    # Class names are optional (issue 15): the outputs are counted and named "class k".
+    # Class names are optional: the outputs are counted and named "class k".
     with caplog.at_level("WARNING", logger="medig"):
         loaded = load_model(f"{factory_module}:make")
     assert loaded.class_names == ["class 0", "class 1"]

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""load_model on real architectures saved the ways training code saves them (issue 15)."""
+"""load_model on real architectures saved the ways training code saves them."""
 from __future__ import annotations
 
 import json

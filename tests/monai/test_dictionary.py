@@ -118,7 +118,7 @@ def test_on_collated_metatensor_batch(fundus_dir, model) -> None:
 
 
 def test_stats_carry_the_per_image_trust_checks(fundus_dir, model) -> None:
-    """issue 13: the checks of :func:`medig.checks.image_checks`, on the FOV mask of the data."""
+    """The checks of :func:`medig.checks.image_checks`, on the FOV mask of the data."""
     from medig.checks import image_checks
 
     transform = Compose([*_load(), FundusPreprocessd("image", size=SIZE, reverse_indexing=True)])

@@ -53,7 +53,7 @@ def test_handler_in_evaluator_writes_an_audit(fundus_dir, model, tmp_path, decol
     assert [r["score"] for r in rows] == pytest.approx(core.score.tolist(), rel=1e-4)
     assert [r["n_steps"] for r in rows] == core.n_steps.tolist()
     assert [r["flagged"] for r in rows] == core.flagged.tolist()
-    # issue 13: the per-image trust checks and flags, as medig audit writes them
+    # the per-image trust checks and flags, as medig audit writes them
     assert all(isinstance(r["faithfulness"], float) and isinstance(r["trust_flags"], list)
                for r in rows)
     assert all(r["baseline_agreement"] is None for r in rows)  # a single baseline

@@ -65,7 +65,7 @@ class ImageBatch:
     target: Tensor | None = None  # (N,) class explained
     explanation: Explanation | None = None
     maps: Tensor | None = None  # (N, 1, S, S) channel-summed attributions
-    quality: list[dict[str, Any]] | None = None  # image-quality verdicts and measures (issue 14)
+    quality: list[dict[str, Any]] | None = None  # image-quality verdicts and measures
     #: Images taken out of the batch, as (input, frame, record key, final row).
     finished: list[tuple[AuditInput, int | None, str, dict[str, Any]]] = field(
         default_factory=list)
