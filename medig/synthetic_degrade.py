@@ -77,6 +77,13 @@ def _circles(images: Tensor, circles: Tensor | None) -> Tensor:
     return detect_fov_circles(images) if circles is None else circles.float().to(images.device)
 
 
+def _linear_in_field(images: Tensor, circles: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The photographs in linear light, float (N, 3, H, W), and their FOV masks (N, 1, H, W)."""
+    x = _check(images).float() / 255.0
+    mask = circle_mask(_circles(images, circles), x.shape[-2], x.shape[-1])
+    return _to_linear(x), mask
+
+
 def _fov_quantile(values: Tensor, mask: Tensor, q: float) -> Tensor:
     """Per-image quantile ``q`` of ``values`` (N, H, W) inside ``mask`` (N, 1, H, W)."""
     v = torch.where(mask[:, 0], values, torch.nan).flatten(1)
@@ -107,11 +114,9 @@ def over_expose(images: Tensor, clipped: float | Tensor, circles: Tensor | None 
     Tensor
         uint8 (N, 3, H, W).
     """
-    x = _check(images).float() / 255.0
-    n, _, h, w = x.shape
-    mask = circle_mask(_circles(images, circles), h, w)
-    share = _per_image(clipped, n, x.device).clamp(0.0, 0.999)
-    lin = _to_linear(x)
+    lin, mask = _linear_in_field(images, circles)
+    n = lin.shape[0]
+    share = _per_image(clipped, n, lin.device).clamp(0.0, 0.999)
     second = lin.sort(dim=1).values[:, 1]
     level = torch.stack([_fov_quantile(second[i:i + 1], mask[i:i + 1], 1.0 - float(share[i]))[0]
                          for i in range(n)])
@@ -153,13 +158,11 @@ def under_expose(images: Tensor, stops: float | Tensor, noise: float = 1.0, seed
     Tensor
         uint8 (N, 3, H, W).
     """
-    x = _check(images).float() / 255.0
-    n, _, h, w = x.shape
-    mask = circle_mask(_circles(images, circles), h, w)
-    lin = _to_linear(x)
+    lin, mask = _linear_in_field(images, circles)
+    n = lin.shape[0]
     bright = lin.amax(dim=1)
     level = torch.stack([_fov_quantile(bright[i:i + 1], mask[i:i + 1], 0.5)[0] for i in range(n)])
-    gain = NORMAL_EXPOSURE / level.clamp(min=1e-4) * torch.exp2(-_per_image(stops, n, x.device))
+    gain = NORMAL_EXPOSURE / level.clamp(min=1e-4) * torch.exp2(-_per_image(stops, n, lin.device))
     y = _to_srgb(lin * gain.view(-1, 1, 1, 1)) * 255.0
     g = torch.Generator().manual_seed(seed)
     y = y + noise * torch.randn(y.shape, generator=g).to(y.device)

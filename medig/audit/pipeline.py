@@ -30,7 +30,7 @@ from medig.audit.distributed import (
     init_distributed,
     shutdown,
 )
-from medig.audit.errors import AuditError, SettingsChangedError
+from medig.audit.errors import AuditError, AuditUsageError, SettingsChangedError
 from medig.audit.finalise import (
     AuditSummary,
     cohort_scale,
@@ -45,7 +45,7 @@ from medig.audit.lock import OutputLock
 from medig.audit.manifest import read_manifest, write_manifest
 from medig.audit.model_setup import load_for_audit
 from medig.audit.progress import Progress
-from medig.audit.settings import AuditSettings
+from medig.audit.settings import AuditSettings, settings_problem
 from medig.audit.steps import audit_steps
 from medig.audit.store import WorkStore, record_key, unreadable_key
 from medig.audit.targets import checked_target
@@ -128,6 +128,9 @@ def run_audit(
     barrier_timeout_s : float
         How long rank 0 waits for the other ranks before naming the missing ones.
     """
+    problem = settings_problem(settings)
+    if problem:
+        raise AuditUsageError(problem)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
     out = Path(out_dir)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["AuditSettings", "NUMERIC_SETTINGS"]
+__all__ = ["AuditSettings", "NUMERIC_SETTINGS", "settings_problem"]
 
 #: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
 #: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
@@ -94,3 +95,33 @@ class AuditSettings:
         """Names of the numeric settings that differ from a previous audit's settings dict."""
         mine = self.numeric()
         return [k for k in NUMERIC_SETTINGS if other.get(k) != mine[k]]
+
+
+def settings_problem(settings: AuditSettings) -> str | None:
+    """The first reason ``settings`` cannot run, one line naming the ``medig audit`` option; or None.
+
+    Checked before anything is loaded or written, so that a typo costs no model load.
+    """
+    from medig.baselines import available_baselines
+    from medig.pacs.send import check_aet, parse_destination
+
+    unknown = [b for b in settings.baselines if b not in available_baselines()]
+    if unknown:
+        return f"unknown baseline {unknown[0]!r}; known: {', '.join(available_baselines())}"
+    if not settings.completeness_tol > 0 or settings.max_steps < 2 or settings.batch_size < 1:
+        return "--completeness-tol must be > 0, --max-steps >= 2 and --batch-size >= 1"
+    atol = settings.completeness_atol
+    if atol is not None and not (atol >= 0 and math.isfinite(atol)):
+        return "--completeness-atol must be a finite number >= 0"
+    if settings.sanity_sample < 0:
+        return "--sanity-sample must be >= 0 (0 disables the sanity check)"
+    if (settings.dicom_out or settings.send) and not settings.include_phi:
+        return ("--dicom-out and --send need --include-phi: a DICOM object is filed under the "
+                "patient's identity, copied from the source image")
+    try:
+        if settings.send:
+            parse_destination(settings.send)
+        check_aet(settings.calling_aet, "--calling-aet")
+    except ValueError as error:
+        return str(error)
+    return None

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from medig import FundusIntegratedGradients
 import medig.attr.compiled as compiled
+from medig import FundusIntegratedGradients
 from medig.attr.compiled import PaddedCompiledForward, should_compile
 from tests.conftest import small_cnn
 
