@@ -30,7 +30,7 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
              if summary.mean_steps is not None else "")
     lines = [f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
-             f"({summary.computed} computed now){steps}; {summary.flagged} flagged for incomplete "
+             f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for incomplete "
              f"attribution, {summary.errors} could not be read",
              trust_line(summary.rows, summary.out_dir)]
     if settings.quality != "off":

@@ -175,6 +175,13 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
     if steps:
         line += f"; integration steps per image: {min(steps)} to {max(steps)}"
     out.append(ctx.P(line + ".", ctx.s.small))
+    if ctx.tol is not None and atol_of(ctx.data.manifest) is not None:
+        within = sum(1 for r in ctx.data.ok if r.get("flagged") is False
+                     and isinstance(r.get("relative_error"), (int, float))
+                     and r["relative_error"] > ctx.tol)
+        if within:
+            out += ctx.text("completeness_absolute", n=within,
+                            **rule_values(ctx.data.manifest, ctx.tol_text()))
     return out
 
 

@@ -53,6 +53,9 @@ def test_report_states_the_rule_with_its_numbers(tmp_path: Path):
     assert "-6.000e-04 (allowed ±0.001): met" in text
     assert "0.0031 (allowed ±0.001): NOT MET (flagged)" in text
     assert "5.00%" in text  # the relative error is still reported
+    # under the chart: why an image right of the tolerance line is not flagged (tiny_change only)
+    assert ("1 image(s) above 1.00% are not flagged: their gap is within 0.001 (in probability)"
+            in text)
 
 
 def test_audits_from_before_the_absolute_tolerance_keep_their_wording(tmp_path: Path):
