@@ -28,7 +28,7 @@ from PIL import Image
 
 from medig.audit.finalise import FinishedAudit
 from medig.audit.manifest import read_manifest
-from medig.audit.store import output_name
+from medig.audit.store import output_name, parse_row_path
 from medig.io import sniff_file
 from medig.io._quiet import quiet
 from medig.pacs.capture import captioned
@@ -72,14 +72,6 @@ def dicom_objects(out_dir: str | Path) -> list[Path]:
     """The DICOM objects under ``<out>/dicom/``, in a stable order."""
     folder = Path(out_dir) / DICOM_FOLDER
     return sorted(p for p in folder.rglob("*.dcm") if p.is_file()) if folder.is_dir() else []
-
-
-def _split(name: str, rels: set[str]) -> tuple[str, int | None]:
-    """``(file, frame)`` of a result row's path (``<file>#<k>`` for frames of multi-frame files)."""
-    if name in rels:
-        return name, None
-    rel, _, k = name.rpartition("#")
-    return (rel, int(k)) if rel in rels and k.isdigit() else (name, None)
 
 
 def _overlay_file(out: Path, row: dict[str, Any]) -> Path | None:
@@ -150,7 +142,7 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
     for row in audit.rows:
         if row.get("status") != "ok":
             continue
-        rel, frame = _split(str(row["path"]), set(items))
+        rel, frame = parse_row_path(str(row["path"]))
         item = items.get(rel)
         if item is None:
             continue

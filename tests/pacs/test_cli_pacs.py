@@ -240,3 +240,17 @@ def test_real_archive_files_each_object_once(run, tmp_path):
         assert instances() == filed
     finally:
         archive.stop()
+
+
+def test_names_that_row_paths_escape_still_find_their_dicom(tmp_path):
+    """Row paths percent-escape '%' and '#': the export and the study ids read the file itself."""
+    make_studies(tmp_path / "in", n_studies=1)
+    for k in (0, 1):
+        (tmp_path / "in" / f"patient0_{k}.dcm").rename(tmp_path / "in" / f"100%#{k}.dcm")
+    out = tmp_path / "out"
+    assert audit(tmp_path / "in", out, "--dicom-out", "--include-phi") == EXIT_OK
+    rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    a, b = rows["100%25%230.dcm"], rows["100%25%231.dcm"]
+    assert a["study_source"] == b["study_source"] == "dicom" and a["study"] == b["study"]
+    overlays = [p for p in dicom_objects(out) if p.parent.name == "overlays"]
+    assert len(overlays) == 2  # one Secondary Capture per DICOM image

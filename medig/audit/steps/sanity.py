@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from medig.audit.finalise import FinishedAudit
+from medig.audit.store import parse_row_path
 from medig.checks import DEFAULT_CELL, checks_manifest, randomisation_test, thresholds
 from medig.checks.randomisation import DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS
 from medig.utils import atomic_write
@@ -33,14 +34,6 @@ log = logging.getLogger("medig")
 #: Seed of the sample of images (and of the re-initialisation).
 SANITY_SEED = 0
 _VERSION = 1  # bump when the check's definition changes: stored outcomes are then recomputed
-
-
-def _split(name: str, items: dict[str, Any]) -> tuple[str, int | None] | None:
-    """(relative path, frame) of a result row's ``path``."""
-    if name in items:
-        return name, None
-    rel, _, frame = name.rpartition("#")
-    return (rel, int(frame)) if rel in items and frame.isdigit() else None
 
 
 class SanityCheck:
@@ -65,8 +58,8 @@ class SanityCheck:
         if not ok:
             return {"status": "not run", "reason": "no explained images"}
         chosen = sorted(random.Random(SANITY_SEED).sample(range(len(ok)), min(size, len(ok))))
-        sample = [(ok[i], _split(ok[i]["path"], items)) for i in chosen]
-        sample = [(row, where) for row, where in sample if where is not None]
+        sample = [(ok[i], parse_row_path(ok[i]["path"])) for i in chosen]
+        sample = [(row, (rel, frame)) for row, (rel, frame) in sample if rel in items]
         keys = [(audit.key_of[rel], frame or 0) for _, (rel, frame) in sample]
         stamp = hashlib.sha256(json.dumps(
             [_VERSION, s.key(), keys, DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS, DEFAULT_CELL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from medig.audit.finalise import FinishedAudit
 from medig.audit.steps.batch import AuditContext, ImageBatch
+from medig.audit.store import parse_row_path
 from medig.audit.study import audit_secret, study_fields
 from medig.io.dicom_ids import read_dicom_ids
 
@@ -39,9 +40,7 @@ class IdentifyRemainingRows:
         secret = audit_secret(audit.out_dir)
         path_of = {it.rel: it.path for it in audit.items}
         for row in missing:
-            rel = str(row["path"])
-            if rel not in path_of:  # a frame of a multi-frame file: "<file>#<k>"
-                rel = rel.rpartition("#")[0] or rel
+            rel = parse_row_path(str(row["path"]))[0]
             path = path_of.get(rel)
             ids = read_dicom_ids(path) if path is not None else None
             row.update(study_fields(secret, rel, ids, row.get("laterality")))
