@@ -24,7 +24,6 @@ __all__ = [
     "default_atol",
     "is_complete",
     "relative_error",
-    "rule_text",
 ]
 
 #: Absolute tolerance of :meth:`~medig.FundusIntegratedGradients.explain` unless one is given, and of
@@ -74,13 +73,3 @@ def is_complete(delta: Tensor, score: Tensor, baseline_score: Tensor, tol: float
                 atol: float = ABSOLUTE_FLOOR) -> Tensor:
     """Whether ``|delta| <= max(atol, tol * |F(x) - F(x')|)``, per image."""
     return delta.abs() <= absolute_tolerance(score, baseline_score, tol, atol)
-
-
-def rule_text(tol: float, atol: float, output: str | None = "probability") -> str:
-    """The rule in words, e.g. for a report or a manifest.
-
-    >>> rule_text(0.01, 0.001)
-    '|delta| <= max(0.001, 1% of |F(x) - F(x\\')|) (probability)'
-    """
-    unit = f" ({output})" if output else ""
-    return f"|delta| <= max({atol:g}, {tol * 100:g}% of |F(x) - F(x')|){unit}"

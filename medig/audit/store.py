@@ -33,7 +33,6 @@ __all__ = [
     "printable",
     "record_key",
     "row_path",
-    "safe_relative_path",
     "unreadable_key",
 ]
 
@@ -97,18 +96,6 @@ def _component(part: str, last: bool) -> str:
         return part
     digest = hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
     return f"{_cut_utf8(safe, _SHORT_BYTES) or 'unnamed'}~{digest}"
-
-
-def safe_relative_path(name: str) -> str:
-    """A relative POSIX path that cannot escape its folder, for outputs named after inputs.
-
-    ``name`` is an input's relative path (``/``-separated), optionally with a frame suffix ``#k``
-    (which becomes ``_frame<k>``); the components are mapped as :func:`output_name` does.
-    """
-    stem, _, frame = name.rpartition("#")
-    if stem and frame.isdigit():
-        return output_name(stem, int(frame))
-    return output_name(name)
 
 
 def output_name(rel: str, frame: int | None = None) -> str:

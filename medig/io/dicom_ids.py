@@ -24,7 +24,7 @@ from medig.io.dicom import _check_inflated_size
 from medig.io.read import read_file_bytes
 from medig.io.sniff import HEADER_BYTES, sniff_bytes
 
-__all__ = ["DicomIds", "read_dicom_ids"]
+__all__ = ["DicomIds", "read_dicom_header", "read_dicom_ids"]
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _LATERALITY = ("R", "L", "B", "U")
@@ -66,13 +66,12 @@ def _laterality(ds: pydicom.Dataset) -> str | None:
     return None
 
 
-def read_dicom_ids(path: str | os.PathLike) -> DicomIds | None:
-    """The UIDs and laterality in a DICOM file's header, or None if it is not a readable DICOM.
+def read_dicom_header(path: str | os.PathLike) -> pydicom.Dataset | None:
+    """A DICOM file's header (up to the pixel data), or None if it is not a readable DICOM.
 
     The file is read under the reader's limits (:func:`medig.io.read.read_file_bytes`: regular
-    files only, at most ``MAX_FILE_BYTES``, no deflate bomb) and parsed up to the pixel data
-    (``stop_before_pixels``). Invalid UIDs (not dotted digits, longer than 64 characters) are
-    returned as None.
+    files only, at most ``MAX_FILE_BYTES``, no deflate bomb) and parsed with ``stop_before_pixels``
+    inside :func:`medig.io._quiet.quiet`. The dataset identifies the patient: internal use only.
     """
     try:
         data = read_file_bytes(path)
@@ -81,18 +80,31 @@ def read_dicom_ids(path: str | os.PathLike) -> DicomIds | None:
         _check_inflated_size(data, os.fspath(path))
         force = data[128:132] != b"DICM"
         with quiet():
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
-            try:
-                frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
-            except Exception:  # noqa: BLE001
-                frames = 1
-            return DicomIds(
-                study_uid=_uid(ds, "StudyInstanceUID"),
-                series_uid=_uid(ds, "SeriesInstanceUID"),
-                sop_uid=_uid(ds, "SOPInstanceUID"),
-                sop_class_uid=_uid(ds, "SOPClassUID"),
-                laterality=_laterality(ds),
-                frames=frames,
-            )
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
     except Exception:  # noqa: BLE001 - unreadable header: no identity, and no message with values
         return None
+
+
+def dicom_ids(ds: pydicom.Dataset) -> DicomIds:
+    """The UIDs and laterality of a header; invalid UIDs (not dotted digits, longer than 64
+    characters) are None."""
+    with quiet():
+        try:
+            frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        except Exception:  # noqa: BLE001
+            frames = 1
+        return DicomIds(
+            study_uid=_uid(ds, "StudyInstanceUID"),
+            series_uid=_uid(ds, "SeriesInstanceUID"),
+            sop_uid=_uid(ds, "SOPInstanceUID"),
+            sop_class_uid=_uid(ds, "SOPClassUID"),
+            laterality=_laterality(ds),
+            frames=frames,
+        )
+
+
+def read_dicom_ids(path: str | os.PathLike) -> DicomIds | None:
+    """The UIDs and laterality in a DICOM file's header (:func:`read_dicom_header`), or None if it
+    is not a readable DICOM."""
+    ds = read_dicom_header(path)
+    return None if ds is None else dicom_ids(ds)

@@ -35,6 +35,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
 from medig.io._quiet import quiet
+from medig.io.dicom_ids import dicom_ids, read_dicom_header
 from medig.pacs.uids import derived_uid
 
 __all__ = [
@@ -87,20 +88,15 @@ class Source:
 
 
 def read_source(path: str | os.PathLike) -> Source | None:
-    """The header of a source DICOM file, or None if it has no study or SOP instance UID."""
-    try:
-        with open(path, "rb") as fh:
-            force = fh.read(132)[128:132] != b"DICM"
-        with quiet():
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size="64 KB")
-            study, sop = str(ds.get("StudyInstanceUID", "")), str(ds.get("SOPInstanceUID", ""))
-            sop_class = str(ds.get("SOPClassUID", ""))
-            frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except Exception:  # noqa: BLE001 - an unreadable header: no DICOM output, no quoted values
+    """The header of a source DICOM file (read as :func:`medig.io.dicom_ids.read_dicom_header`
+    reads it), or None if it has no valid study, SOP instance or SOP class UID."""
+    ds = read_dicom_header(path)
+    if ds is None:
         return None
-    if not (study and sop and sop_class):
+    ids = dicom_ids(ds)
+    if not (ids.study_uid and ids.sop_uid and ids.sop_class_uid):
         return None
-    return Source(ds, study, sop, sop_class, frames)
+    return Source(ds, ids.study_uid, ids.sop_uid, ids.sop_class_uid, ids.frames)
 
 
 @contextlib.contextmanager

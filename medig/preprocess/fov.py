@@ -192,19 +192,6 @@ def _binary_above(v8: Tensor, thr: Tensor) -> Tensor:
     return _opening3(v8 >= (thr.floor() + 1).clamp(0, 256).to(torch.int16)[:, None, None])
 
 
-def _threshold_disk(v: Tensor) -> tuple[Tensor, Tensor]:
-    """Binary disk candidate of intensity images ``v`` (N, h, w), uint8 levels 0-255 (or float in
-    [0, 1], quantised to those levels); also a 'has disk' flag.
-
-    Quantiles come from per-image 256-bin histograms (one batched ``bincount``), exactly
-    ``torch.quantile`` of the levels without sorting.
-    """
-    v8 = _to_levels(v)
-    bg, fg, _ = _disk_levels(_histograms(v8))
-    binary = _binary_above(v8, bg + _THRESHOLD_FRACTION * (fg - bg))
-    return binary, (fg - bg) > _MIN_CONTRAST * 255.0
-
-
 def _boundary_points(binary: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Outer-envelope boundary points of ``binary`` (N, h, w).
 
@@ -289,14 +276,14 @@ def _robust_circle_fit(px: Tensor, py: Tensor, valid: Tensor, primary: Tensor,
 def _fit_binary(binary: Tensor, full_hw: tuple[int, int],
                 has_disk: Tensor | None = None,
                 grid: tuple[float, float, float, float] | None = None,
-                with_ok: bool = False) -> tuple[Tensor, ...]:
+                ) -> tuple[Tensor, Tensor, Tensor]:
     """Circles (N, 3) and visible row bands (N, 2) in full-resolution coordinates.
 
     The band ``[y_top, y_bottom]`` is where the disk is visible: the circle's own vertical extent,
     unless a camera mask cuts it with black rows inside the frame (the first/last inlier chord lies
     clearly -- more than 3% of the radius -- inside the circle). ``grid`` is ``(sx, sy, ox, oy)``,
     the map ``X = x sx + ox`` from ``binary``'s coordinates to full resolution (default: ``binary``
-    covers the full frame, ``sx = W / w``, no offset). ``with_ok``: also return whether each fit
+    covers the full frame, ``sx = W / w``, no offset). Also returns whether each fit
     succeeded (else the circle is the fallback).
     """
     n, h, w = binary.shape
@@ -320,9 +307,7 @@ def _fit_binary(binary: Tensor, full_hw: tuple[int, int],
     slack = 0.03 * circles[:, 2]
     top = torch.where(ok & (y_first > top + slack), y_first, top)
     bottom = torch.where(ok & (y_last < bottom - slack), y_last, bottom)
-    if with_ok:
-        return circles, torch.stack([top, bottom], dim=1), ok
-    return circles, torch.stack([top, bottom], dim=1)
+    return circles, torch.stack([top, bottom], dim=1), ok
 
 
 def _detect(batch: Tensor | list[Tensor], work_size: int) -> FieldOfView:
@@ -341,7 +326,7 @@ def _detect(batch: Tensor | list[Tensor], work_size: int) -> FieldOfView:
     bg, fg, hi = _disk_levels(_histograms(v8))
     binary = _binary_above(v8, bg + _THRESHOLD_FRACTION * (fg - bg))
     has_disk = (fg - bg) > _MIN_CONTRAST * 255.0
-    circles, bands, ok = _fit_binary(binary, (h, w), has_disk, grid, with_ok=True)
+    circles, bands, ok = _fit_binary(binary, (h, w), has_disk, grid)
     disc, cut = _checks(v8, binary, circles, bands, grid, bg, fg)
     disc = disc & ok
     # The aperture may be larger than the well-lit disk: a small pupil or strong vignetting
@@ -355,7 +340,7 @@ def _detect(batch: Tensor | list[Tensor], work_size: int) -> FieldOfView:
     need = (dim_area > _APERTURE_AREA * area).nonzero().flatten()
     if len(need):
         sel = (v8[need], dim[need], has_disk[need], bg[need], fg[need])
-        a_circles, a_bands, a_ok = _fit_binary(sel[1], (h, w), sel[2], grid, with_ok=True)
+        a_circles, a_bands, a_ok = _fit_binary(sel[1], (h, w), sel[2], grid)
         a_disc, a_cut = _checks(sel[0], sel[1], a_circles, a_bands, grid, sel[3], sel[4])
         wider = a_ok & a_disc & (~disc[need]
                                  | (a_circles[:, 2] > _APERTURE_WIDER * circles[need, 2]))

@@ -16,7 +16,7 @@ from medig.report import images, quality, sections, targets, trust
 from medig.report.data import load_audit
 from medig.report.fonts import get_fonts
 from medig.report.layout import ReportContext, numbered_canvas
-from medig.report.template import Template, load_template, merge_template
+from medig.report.template import resolve_template
 from medig.utils import atomic_path
 
 __all__ = ["SECTION_BUILDERS", "build_report"]
@@ -35,12 +35,6 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "trust": trust.trust,
     "quality": quality.quality,
 }
-
-
-def _resolve_template(template: str | os.PathLike | dict[str, Any] | None) -> Template:
-    if template is None or isinstance(template, (str, os.PathLike)):
-        return load_template(template)
-    return merge_template(load_template(None), template, source="template")
 
 
 def build_report(
@@ -74,7 +68,7 @@ def build_report(
         The template is invalid (unknown section or key, wrong type).
     """
     out = Path(out_dir)
-    tpl = _resolve_template(template)
+    tpl = resolve_template(template)
     data = load_audit(out)
     fonts = get_fonts()
     rep = tpl["report"]

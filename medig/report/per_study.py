@@ -54,8 +54,8 @@ from medig.report.layout import (
     table,
 )
 from medig.report.quality import quality_figures
-from medig.report.template import Template, load_template, merge_template
-from medig.utils import atomic_path
+from medig.report.template import resolve_template
+from medig.utils import atomic_write
 
 __all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "build_study_pages", "group_studies", "study_page_id"]
 
@@ -367,12 +367,6 @@ class _StudyPage:
         return story + self.footer()
 
 
-def _resolve_template(template: str | os.PathLike | dict[str, Any] | None) -> Template:
-    if template is None or isinstance(template, (str, os.PathLike)):
-        return load_template(template)
-    return merge_template(load_template(None), template, source="template")
-
-
 def _write_pdf(path: Path, ctx: ReportContext, page: _StudyPage, pagesize: Any,
                margin: float) -> None:
     rep = ctx.t["report"]
@@ -392,10 +386,10 @@ def _write_pdf(path: Path, ctx: ReportContext, page: _StudyPage, pagesize: Any,
     # per eye may still need a second sheet rather than unreadably small pictures).
     for scale in _PICTURE_SCALES:
         page.picture_scale = scale
-        if build(io.BytesIO()) == 1:
+        pdf = io.BytesIO()
+        if build(pdf) == 1:
             break
-    with atomic_path(path) as tmp:
-        build(str(tmp))
+    atomic_write(path, pdf.getvalue())
 
 
 def build_study_pages(
@@ -425,7 +419,7 @@ def build_study_pages(
         The template is invalid.
     """
     out = Path(out_dir)
-    tpl = _resolve_template(template)
+    tpl = resolve_template(template)
     data = load_audit(out)
     fonts = get_fonts()
     pagesize = landscape(A4 if str(tpl["report"]["page_size"]).upper() == "A4" else letter)

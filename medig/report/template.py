@@ -18,7 +18,8 @@ from typing import Any
 
 import tomllib
 
-__all__ = ["SECTIONS", "TemplateError", "default_template_path", "load_template", "merge_template"]
+__all__ = ["SECTIONS", "TemplateError", "default_template_path", "load_template", "merge_template",
+           "resolve_template"]
 
 SECTIONS = (
     "summary",
@@ -167,3 +168,10 @@ def load_template(path: str | os.PathLike | None = None) -> Template:
     if path is None:
         return base
     return merge_template(base, _read_toml(path), source=str(path))
+
+
+def resolve_template(template: str | os.PathLike | dict[str, Any] | None) -> Template:
+    """A template given as a path (None: the default) or as a dict of overrides of the default."""
+    if template is None or isinstance(template, (str, os.PathLike)):
+        return load_template(template)
+    return merge_template(load_template(None), template, source="template")

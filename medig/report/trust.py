@@ -18,6 +18,7 @@ from reportlab.graphics.shapes import Drawing, Line, PolyLine, Rect, String
 from reportlab.lib import colors
 from reportlab.platypus import CondPageBreak, Flowable, Table, TableStyle
 
+from medig.checks import thresholds
 from medig.report.layout import ReportContext, fill, format_percent, table
 
 __all__ = ["agreement_chart", "heading_flags", "sanity_chart", "trust", "trust_figures"]
@@ -30,8 +31,7 @@ _BAR = colors.HexColor("#4a7fb5")
 _LOW = colors.HexColor("#d9822b")
 _LIMIT = colors.HexColor("#b22222")
 
-_DEFAULT_THRESHOLDS = {"baseline_agreement_min": 0.1, "faithfulness_min": 0.0,
-                       "randomisation_max_similarity": 0.7}
+_DEFAULT_THRESHOLDS = thresholds.as_dict()  # for manifests that do not record them
 
 
 def _num(value: Any) -> float | None:

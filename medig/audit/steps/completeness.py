@@ -2,7 +2,6 @@
 """Audit step: the completeness rule the audit applied, in one sentence, for ``manifest.json``."""
 from __future__ import annotations
 
-from medig.attr.completeness import default_atol
 from medig.audit.finalise import FinishedAudit
 
 __all__ = ["RecordCompletenessRule"]
@@ -13,7 +12,7 @@ class RecordCompletenessRule:
 
     def __call__(self, audit: FinishedAudit) -> None:
         s = audit.settings
-        atol = s.completeness_atol if s.completeness_atol is not None else default_atol(s.output)
+        atol = s.completeness_atol  # filled with the output's default by run_audit
         audit.manifest["completeness_rule"] = (
             f"An image is complete when |delta| <= max({atol:g}, {s.completeness_tol:g} * "
             f"|F(x) - F(x')|), with delta = sum(attributions) - (F(x) - F(x')) and F the explained "

@@ -2,7 +2,6 @@
 """Batch step: Integrated Gradients with per-image steps until completeness holds."""
 from __future__ import annotations
 
-from medig.attr.completeness import default_atol
 from medig.attr.precision import path_dtype
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.render import attribution_map
@@ -21,6 +20,5 @@ class Explain:
         batch.explanation = self.ctx.ig.explain(
             batch.images, target=batch.target, completeness_tol=s.completeness_tol,
             max_steps=s.max_steps, method=s.method,
-            completeness_atol=s.completeness_atol if s.completeness_atol is not None
-            else default_atol(s.output), path_dtype=path_dtype(s.path_dtype))
+            completeness_atol=s.completeness_atol, path_dtype=path_dtype(s.path_dtype))
         batch.maps = attribution_map(batch.explanation.attributions.detach())

@@ -10,10 +10,11 @@ may still name the study) and work stored by an older medig.
 from __future__ import annotations
 
 from medig.audit.finalise import FinishedAudit
+from medig.audit.inputs import AuditInput
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.audit.store import parse_row_path
 from medig.audit.study import audit_secret, study_fields
-from medig.io.dicom_ids import read_dicom_ids
+from medig.io.dicom_ids import DicomIds, read_dicom_ids
 
 __all__ = ["IdentifyRemainingRows", "StudyIdentity"]
 
@@ -23,10 +24,18 @@ class StudyIdentity:
 
     def __init__(self, ctx: AuditContext) -> None:
         self.secret = audit_secret(ctx.out_dir)
+        # The frames of a multi-frame file are consecutive (and may span batches): its header is
+        # read once, for the first of them.
+        self._last: tuple[str, DicomIds | None] | None = None
+
+    def _ids(self, item: AuditInput) -> DicomIds | None:
+        if self._last is None or self._last[0] != item.rel:
+            self._last = (item.rel, read_dicom_ids(item.path))
+        return self._last[1]
 
     def __call__(self, batch: ImageBatch) -> None:
         for item, metadata, fields in zip(batch.inputs, batch.metadata, batch.fields):
-            ids = read_dicom_ids(item.path) if metadata.get("format") == "dicom" else None
+            ids = self._ids(item) if metadata.get("format") == "dicom" else None
             fields.update(study_fields(self.secret, item.rel, ids, fields.get("laterality")))
 
 
@@ -39,8 +48,10 @@ class IdentifyRemainingRows:
             return
         secret = audit_secret(audit.out_dir)
         path_of = {it.rel: it.path for it in audit.items}
+        ids_of: dict[str, DicomIds | None] = {}  # one read per file, not per frame row
         for row in missing:
             rel = parse_row_path(str(row["path"]))[0]
-            path = path_of.get(rel)
-            ids = read_dicom_ids(path) if path is not None else None
-            row.update(study_fields(secret, rel, ids, row.get("laterality")))
+            if rel not in ids_of:
+                path = path_of.get(rel)
+                ids_of[rel] = read_dicom_ids(path) if path is not None else None
+            row.update(study_fields(secret, rel, ids_of[rel], row.get("laterality")))
