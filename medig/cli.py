@@ -202,7 +202,7 @@ def _settings(args: argparse.Namespace) -> AuditSettings:
         input_size=args.input_size, model_args=parse_model_args(args.model_arg),
         quality=args.quality, compile=args.compile,
         path_dtype=None if args.path_dtype == "float32" else args.path_dtype,
-        per_study=args.per_study, dicom_out=args.dicom_out or bool(args.send), send=args.send,
+        per_study=args.per_study, dicom_out=args.dicom_out, send=args.send,
         calling_aet=args.calling_aet, sanity_sample=args.sanity_sample,
         cross_check=list(args.cross_check), trust_checks=not args.no_trust_checks)
 

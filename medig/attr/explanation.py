@@ -46,6 +46,9 @@ class Explanation:
         ``max(completeness_atol, completeness_tol * |score - baseline_score|)``.
     completeness_atol : float or None
         Absolute tolerance of the rule, in units of the explained output.
+    baseline_inputs : list of Tensor
+        The baseline images, in the order of ``baselines`` (numbers broadcast to ``(N, C, H, W)``),
+        so that checks needing e.g. the blurred image reuse it instead of recomputing it.
     """
 
     attributions: Tensor
@@ -62,6 +65,13 @@ class Explanation:
     per_baseline: list[Tensor] = field(default_factory=list)
     abs_tol: Tensor | None = None
     completeness_atol: float | None = None
+    baseline_inputs: list[Tensor] = field(default_factory=list)
+
+    def baseline_input(self, name: str) -> Tensor | None:
+        """The baseline image named ``name`` (e.g. ``"blur"``), or None if it was not used."""
+        if name in self.baselines and len(self.baseline_inputs) == len(self.baselines):
+            return self.baseline_inputs[self.baselines.index(name)]
+        return None
 
     @property
     def flagged(self) -> Tensor:

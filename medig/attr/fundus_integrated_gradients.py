@@ -17,7 +17,6 @@ from medig.attr.completeness import (
     ABSOLUTE_FLOOR,
     absolute_tolerance,
     completeness_delta,
-    is_complete,
     relative_error,
 )
 from medig.attr.explanation import Explanation
@@ -266,14 +265,15 @@ class FundusIntegratedGradients(IntegratedGradients):
             delta=delta,
             relative_error=relative_error(delta, score, baseline_score),
             n_steps=total_steps,
-            converged=(is_complete(delta, score, baseline_score, tol, completeness_atol)
-                       if completeness_tol is not None else torch.ones_like(score, dtype=torch.bool)),
+            converged=(delta.abs() <= abs_tol if completeness_tol is not None
+                       else torch.ones_like(score, dtype=torch.bool)),
             method=method,
             baselines=names,
             completeness_tol=completeness_tol,
             per_baseline=per_baseline,
             abs_tol=abs_tol,
             completeness_atol=completeness_atol,
+            baseline_inputs=base_list,
         )
 
     # ------------------------------------------------------------------ helpers

@@ -2,10 +2,13 @@
 """What ``medig audit`` prints when an audit has finished: a few lines an operator reads."""
 from __future__ import annotations
 
+from typing import Any
+
 from medig.audit.finalise import AuditSummary
+from medig.audit.manifest import read_manifest
 from medig.audit.settings import AuditSettings
 
-__all__ = ["summary_lines"]
+__all__ = ["summary_lines", "trust_line"]
 
 
 def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
@@ -24,7 +27,6 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
         One line each, no identifiers: file counts, flags and paths inside ``--out``.
     """
     from medig.audit.steps.quality import quality_counts
-    from medig.audit.steps.verdicts import trust_line
     from medig.pacs.export import dicom_objects
 
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
@@ -32,7 +34,7 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
     lines = [f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for incomplete "
              f"attribution, {summary.errors} could not be read",
-             trust_line(summary.rows, summary.out_dir)]
+             trust_line(summary.rows, read_manifest(summary.out_dir) or {})]
     if settings.quality != "off":
         q = quality_counts(summary.rows)
         skipped = f"; {q['skipped']} skipped (not explained)" if q["skipped"] else ""
@@ -40,11 +42,24 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
                      f"{q['not_fundus']} not fundus photographs{skipped}")
     lines.append(f"report: {summary.report}")
     out = summary.out_dir
-    if settings.per_study or settings.dicom_out:
+    if settings.wants_study_pages:
         lines.append(f"study pages: {out / 'studies'}")
-    if settings.dicom_out:
+    if settings.wants_dicom:
         lines.append(f"dicom: {len(dicom_objects(out))} objects in {out / 'dicom'}")
     if settings.send:
         lines.append(f"sent: every DICOM object acknowledged by {settings.send} "
                      f"(log: {out / 'dicom' / 'sent.jsonl'})")
     return lines
+
+
+def trust_line(rows: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
+    """Flag counts of the explained rows and the outcome of the sanity check in ``manifest``."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    counts = {f: sum(f in (r.get("trust_flags") or []) for r in ok)
+              for f in ("baseline-dependent", "not-faithful")}
+    sanity = (manifest.get("trust_checks") or {}).get("sanity_check") or {}
+    status = sanity.get("status", "not recorded")
+    why = f" ({sanity['reason']})" if status in ("not run", "disabled") and sanity.get(
+        "reason") else ""
+    return (f"trust: {counts['baseline-dependent']} baseline-dependent, {counts['not-faithful']} "
+            f"not faithful of {len(ok)}; model-randomisation sanity check {status}{why}")

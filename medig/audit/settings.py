@@ -81,6 +81,17 @@ class AuditSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def wants_dicom(self) -> bool:
+        """DICOM output: ``--dicom-out``, or implied by ``--send``."""
+        return self.dicom_out or bool(self.send)
+
+    @property
+    def wants_study_pages(self) -> bool:
+        """Per-study pages: ``--per-study``, or implied by DICOM output (the Encapsulated PDF is
+        the study's page)."""
+        return self.per_study or self.wants_dicom
+
     def numeric(self) -> dict[str, Any]:
         """The settings that determine the per-image numbers."""
         d = self.to_dict()
@@ -115,7 +126,7 @@ def settings_problem(settings: AuditSettings) -> str | None:
         return "--completeness-atol must be a finite number >= 0"
     if settings.sanity_sample < 0:
         return "--sanity-sample must be >= 0 (0 disables the sanity check)"
-    if (settings.dicom_out or settings.send) and not settings.include_phi:
+    if settings.wants_dicom and not settings.include_phi:
         return ("--dicom-out and --send need --include-phi: a DICOM object is filed under the "
                 "patient's identity, copied from the source image")
     try:

@@ -49,6 +49,7 @@ def image_checks(
     explanation: Explanation,
     fov: Tensor | None = None,
     *,
+    agreement: bool = True,
     faithfulness: bool = True,
     occlusion: bool = False,
     cell: int = DEFAULT_CELL,
@@ -67,8 +68,10 @@ def image_checks(
         as they are, nothing is recomputed).
     fov : Tensor, optional
         Bool field of view ``(N, 1, H, W)``.
-    faithfulness, occlusion : bool
-        Run the deletion check (forward passes) and the occlusion cross-check (more of them).
+    agreement, faithfulness, occlusion : bool
+        Compare the baselines' maps, run the deletion check (forward passes) and the occlusion
+        cross-check (more of them). Both fill with the explanation's own blurred image when it
+        used the blur baseline (the same tensor, not recomputed).
     cell : int
         Pooling cell of the agreement.
 
@@ -79,19 +82,22 @@ def image_checks(
         agreement columns are absent with a single baseline, the occlusion column unless asked).
     """
     out: dict[str, Tensor] = {}
-    agreement = per_baseline_agreement(explanation.per_baseline, fov, cell, TOPK_FRACTION)
-    if agreement is not None:
-        out["baseline_agreement"], out["baseline_topk_overlap"] = agreement
+    pair = (per_baseline_agreement(explanation.per_baseline, fov, cell, TOPK_FRACTION)
+            if agreement else None)
+    if pair is not None:
+        out["baseline_agreement"], out["baseline_topk_overlap"] = pair
     target = explanation.target
+    name = DELETION_SETTINGS["fill"]
+    fill = explanation.baseline_input(name) if isinstance(name, str) else None
+    fill = name if fill is None else fill
     if faithfulness:
         result = deletion_curve(forward_func, inputs, explanation.attributions, target, fov,
-                                **DELETION_SETTINGS)
+                                **{**DELETION_SETTINGS, "fill": fill})
         out.update(faithfulness=result.faithfulness, deletion_auc=result.auc,
                    random_deletion_auc=result.random_auc)
     if occlusion:
         out["occlusion_agreement"] = occlusion_agreement(
-            forward_func, inputs, explanation.attributions, target, fov,
-            fill=DELETION_SETTINGS["fill"]).agreement
+            forward_func, inputs, explanation.attributions, target, fov, fill=fill).agreement
     return {k: v.detach().to("cpu", torch.float64) for k, v in out.items()}
 
 

@@ -42,6 +42,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -177,9 +178,16 @@ def ig_explainer(baselines: Sequence[object] = ("black", "blur"), output: str = 
     """medig's IG as an ``explain(model, inputs, target)`` callable on a fixed, cheap grid."""
     from medig.attr import FundusIntegratedGradients
     from medig.attr.outputs import explained_output
+    from medig.baselines import make_baselines
+
+    # randomisation_test explains the same images once per stage: their baseline images (a blur
+    # is the costly one) are resolved once.
+    last: list[Any] = [None, None]  # inputs, their resolved baselines
 
     def explain(model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-        ig = FundusIntegratedGradients(explained_output(model, output), baselines=list(baselines))
+        if last[0] is not inputs:
+            last[:] = [inputs, make_baselines(list(baselines), inputs)[0]]
+        ig = FundusIntegratedGradients(explained_output(model, output), baselines=last[1])
         return ig.explain(inputs, target=target, completeness_tol=None, n_steps=n_steps,
                           method="adaptive").attributions
 

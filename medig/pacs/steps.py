@@ -54,11 +54,10 @@ def pacs_steps(settings: AuditSettings) -> list[AuditStep]:
     ``--send`` implies ``--dicom-out``, which implies ``--per-study`` (the Encapsulated PDF is the
     study's page).
     """
-    dicom = settings.dicom_out or bool(settings.send)
     steps: list[AuditStep] = []
-    if settings.per_study or dicom:
+    if settings.wants_study_pages:
         steps.append(StudyPages())
-    if dicom:
+    if settings.wants_dicom:
         steps.append(DicomExport())
     if settings.send:
         steps.append(SendDicom())

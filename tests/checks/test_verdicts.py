@@ -49,3 +49,26 @@ def test_image_checks_give_one_value_per_image_and_flags() -> None:
 
 def test_incomplete_is_the_completeness_flag() -> None:
     assert trust_flags(True) == ["incomplete"] and trust_flags(False) == []
+
+
+def test_image_checks_fill_with_the_explanations_blur_and_match_a_fresh_one(monkeypatch) -> None:
+    from medig import baselines
+    from medig.checks import deletion_curve, occlusion_agreement
+
+    model = small_cnn(seed=3)
+    x = torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(1))
+    expl = medig.FundusIntegratedGradients(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)),
+                                           baselines=["black", "blur"]).explain(x, max_steps=64)
+    assert torch.equal(expl.baseline_input("blur"), baselines.blur(x))
+    assert expl.baseline_input("uniform") is None
+    forward = faithfulness_output(model)
+    fresh_deletion = deletion_curve(forward, x, expl.attributions, expl.target, fill="blur")
+    fresh_occlusion = occlusion_agreement(forward, x, expl.attributions, expl.target, fill="blur")
+    calls = []
+    real = baselines.get_baseline
+    monkeypatch.setattr(baselines, "get_baseline", lambda n: calls.append(n) or real(n))
+    checks = image_checks(forward, x, expl, occlusion=True)
+    assert calls == []  # the blurred image was not recomputed
+    assert torch.equal(checks["faithfulness"], fresh_deletion.faithfulness.double().cpu())
+    assert torch.equal(checks["occlusion_agreement"],
+                       fresh_occlusion.agreement.double().cpu())

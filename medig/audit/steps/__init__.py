@@ -24,7 +24,7 @@ from medig.audit.steps.quality import Quality, QualitySummary
 from medig.audit.steps.sanity import SanityCheck
 from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity
 from medig.audit.steps.target import RecordTarget
-from medig.audit.steps.verdicts import trust_steps
+from medig.audit.steps.trust import trust_steps
 
 __all__ = ["AuditContext", "BatchStep", "ImageBatch", "audit_steps", "batch_steps"]
 
