@@ -263,15 +263,20 @@ def _truncated(ds: Dataset | None, data: bytes) -> bool:
 
 def _check_inflated_size(data: bytes, display: str) -> None:
     """A deflated data set (zlib) must not inflate past :data:`MAX_FILE_BYTES` (a zip bomb)."""
-    meta_end = _meta_end(data)
-    if meta_end is None or _DEFLATED not in data[132:meta_end]:
+    if not _deflated(data):
         return
+    # Inflated 1 MiB at a time and counted, never held: the check must not cost what it guards.
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    tail, size = memoryview(data)[_meta_end(data):], 0
     try:
-        inflater.decompress(data[meta_end:], MAX_FILE_BYTES)
+        while size <= MAX_FILE_BYTES:
+            out = inflater.decompress(tail, 1 << 20)
+            size, tail = size + len(out), inflater.unconsumed_tail
+            if inflater.eof or not (out or tail):
+                break
     except zlib.error:
         raise ImageReadError(display, "corrupt deflated DICOM data set") from None
-    if inflater.unconsumed_tail:
+    if size > MAX_FILE_BYTES:
         raise ImageReadError(
             display, f"deflated data set inflates past medig.io.MAX_FILE_BYTES = "
             f"{MAX_FILE_BYTES:,} bytes (possible decompression bomb)")
