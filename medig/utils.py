@@ -11,8 +11,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["NAME_MAX", "atomic_path", "atomic_write", "remove_stale_temporaries", "sha256_file"]
+__all__ = ["NAME_MAX", "OPEN_FLAGS", "NotRegularFileError", "atomic_path", "atomic_write", "open_regular",
+           "remove_stale_temporaries", "sha256_file"]
 
 #: Longest file name (one path component) in bytes on the file systems medig writes to. 255 is
 #: the limit of ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there); temporary names are kept
@@ -112,19 +114,39 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True,
     return removed
 
 
+#: Flags of every open of an input: a FIFO opened by mistake must not block, a tty not become ours.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class NotRegularFileError(OSError):
+    """A FIFO, socket, device or directory where a regular file was expected (never opened or
+    read: a FIFO would block, ``/dev/zero`` would never end)."""
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """``path`` opened for reading in binary mode, if it is a regular file.
+
+    Checked before opening and again on the open descriptor (the path may have been replaced in
+    between). Raises :class:`NotRegularFileError` otherwise, ``OSError`` if it cannot be opened.
+    """
+    name = os.fsdecode(os.fspath(path))
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise NotRegularFileError(f"not a regular file: {name}")
+    fh = os.fdopen(os.open(path, OPEN_FLAGS), "rb")
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise NotRegularFileError(f"not a regular file: {name}")
+    return fh
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks so large DICOMs do not fill memory.
 
-    Raises ``OSError`` for anything that is not a regular file, without opening it (a FIFO would
-    block, ``/dev/zero`` would never end).
+    Raises ``OSError`` for anything that is not a regular file, without reading it
+    (:func:`open_regular`).
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(f"not a regular file: {os.fsdecode(os.fspath(path))}")
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise OSError(f"not a regular file: {os.fsdecode(os.fspath(path))}")
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -13,6 +13,7 @@ from medig.io._image import IMAGE_EXTENSIONS, MAX_FILE_BYTES, FundusImage, Image
 from medig.io.dicom import read_dicom
 from medig.io.raster import read_raster
 from medig.io.sniff import FORMAT_NAMES, HEADER_BYTES, SUPPORTED_FORMATS, sniff_bytes
+from medig.utils import OPEN_FLAGS
 
 __all__ = ["decode_image_bytes", "read_file_bytes", "read_frames", "read_image"]
 
@@ -87,9 +88,8 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
         raise ImageReadError(text, _open_error(text, exc)) from None
     if reason:
         raise ImageReadError(text, reason)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(text, flags)
+        fd = os.open(text, OPEN_FLAGS)
     except OSError as exc:
         raise ImageReadError(text, _open_error(text, exc)) from None
     try:

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import os
-import stat
 import struct
+
+from medig.utils import NotRegularFileError, open_regular
 
 __all__ = ["FORMAT_NAMES", "HEADER_BYTES", "SUPPORTED_FORMATS", "sniff_bytes", "sniff_file"]
 
@@ -130,10 +131,8 @@ def sniff_file(path: str | os.PathLike) -> str | None:
     anything that is not a regular file (a FIFO or a device is never opened: reading one blocks
     or never ends).
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
+    try:
+        with open_regular(path) as fh:
+            return sniff_bytes(fh.read(HEADER_BYTES))
+    except NotRegularFileError:
         return None
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # replaced since the stat above
-            return None
-        return sniff_bytes(fh.read(HEADER_BYTES))
