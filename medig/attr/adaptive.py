@@ -162,11 +162,11 @@ def adaptive_path_integral(
         targets (another baseline; ``AdaptiveResult.end``), or None: reused instead of evaluated.
     """
     first = INITIAL_SEGMENTS if initial_segments is None else initial_segments
-    # The midpoint round needs F at both ends, consistent with the path's own evaluations: not
-    # under autocast (reduced-precision values would be compared with float32 ones).
-    midpoint = (initial_segments is None and endpoint_values is not None and path_dtype is None
-                and first % 2 == 0 and max_steps >= first + 1)
     if path_dtype is None:
+        # The midpoint round needs F at both ends; it is not run under autocast (reduced-precision
+        # values would be compared with float32 ones) nor for a fixed grid (initial_segments).
+        midpoint = (initial_segments is None and endpoint_values is not None
+                    and max_steps >= first + 1)
         return _integrate(forward_func, inputs, baselines, target, abs_tol, max_steps,
                           chunk_size, first, additional_forward_args, None, end,
                           endpoint_values if midpoint else None)
@@ -188,8 +188,7 @@ def adaptive_path_integral(
         forward_func, inputs[dev_index], baselines[dev_index],
         None if target is None else target[dev_index], abs_tol[dev_index.to(abs_tol.device)],
         max_steps, low.chunk_size, first,
-        _select_args(additional_forward_args, dev_index, inputs.shape[0]), None, None,
-        None if not midpoint else tuple(v[dev_index.to(v.device)] for v in endpoint_values))
+        _select_args(additional_forward_args, dev_index, inputs.shape[0]), None, None, None)
     low.integrated_grads[dev_index] = full.integrated_grads
     low.n_evals[index] += full.n_evals
     low.path_error[index] = full.path_error
@@ -318,5 +317,7 @@ def _integrate(
         for (i, seg), mid in zip(to_split, mids):
             pending.setdefault(i, []).extend((_Segment(seg.a, mid), _Segment(mid, seg.b)))
     path_error = torch.tensor(accepted_error, dtype=torch.float64)
-    end_out = [(nd[1.0].value, nd[1.0].grad) if 1.0 in nd else None for nd in nodes]
+    # An image done in the midpoint round never touched alpha = 1: pass on what it was given.
+    end_out = [(nd[1.0].value, nd[1.0].grad) if 1.0 in nd else (end[i] if end else None)
+               for i, nd in enumerate(nodes)]
     return AdaptiveResult(totals, torch.tensor(n_evals), path_error, chunk_size, end=end_out)

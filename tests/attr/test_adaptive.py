@@ -186,3 +186,23 @@ def test_reduced_precision_needs_float32_endpoint_values():
     with pytest.raises(ValueError, match="adaptive"):
         FundusIntegratedGradients(net).explain(x, method="gausslegendre",
                                                path_dtype=torch.bfloat16)
+
+
+def test_the_gradient_at_the_input_is_passed_on_by_images_done_in_the_midpoint_round():
+    """A third baseline reuses the gradient at alpha = 1 even when the second baseline's path
+    was accepted after its midpoint alone (and so never evaluated alpha = 1 itself)."""
+    from medig.attr.adaptive import adaptive_path_integral
+
+    w = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def linear(x):  # a linear model: every path is straight, the midpoint round accepts it
+        return (x * w).flatten(1).sum(1, keepdim=True)
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    base = torch.zeros_like(x)
+    ends = (linear(base)[:, 0].detach(), linear(x)[:, 0].detach())
+    given = [(float(ends[1][i]), w[0].clone()) for i in range(2)]
+    out = adaptive_path_integral(linear, x, base, None, torch.full((2,), 1e-6), 64, 8,
+                                 endpoint_values=ends, end=given)
+    assert out.n_evals.tolist() == [1, 1]  # the midpoint alone
+    assert out.end is not None and all(e is g for e, g in zip(out.end, given))
