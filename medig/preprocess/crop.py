@@ -60,6 +60,13 @@ def _frame_box(h: int, w: int, device: torch.device | None = None) -> Tensor:
     return torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32, device=device)
 
 
+def _field_boxes(circles: Tensor, full_frame: Tensor, h: int, w: int, margin: float) -> Tensor:
+    """(N, 4) crop boxes of fields of view in (h, w) frames: the square around each circle
+    (:func:`fov_boxes`), or the frame's square for a full-frame field (no black surround)."""
+    return torch.where(full_frame[:, None], _frame_box(h, w, circles.device),
+                       fov_boxes(circles, margin))
+
+
 def _resize(x: Tensor, size: tuple[int, int], mode: str, antialias: bool) -> Tensor:
     """Resize (1, C, h, w) to ``size`` keeping the dtype; uint8 stays uint8 on CPU (fast kernel)."""
     if mode == "nearest":

@@ -8,38 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from medig.preprocess.crop import _crop_circle_masks, _crop_list, _frame_box, fov_boxes
+from medig.preprocess._images import image_list
+from medig.preprocess.crop import _crop_circle_masks, _crop_list, _field_boxes, _frame_box
 from medig.preprocess.fov import WORK_SIZE, FieldOfView, _detect
 from medig.preprocess.graham import graham as graham_normalise
 from medig.preprocess.quality import QualityResult, assess_quality
 
 __all__ = ["FundusPreprocess"]
-
-
-def _to_groups(images: Tensor | Sequence[Tensor]) -> tuple[list[Tensor], torch.device]:
-    """Validate the input and return it as a list of (3, H, W) tensors plus their common device."""
-    if isinstance(images, Tensor):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4:
-            raise ValueError(f"expected (N, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
-        items = list(images.unbind(0))
-    else:
-        items = list(images)
-    if not items:
-        raise ValueError("no images given")
-    device = items[0].device
-    out = []
-    for k, t in enumerate(items):
-        if not isinstance(t, Tensor) or t.ndim != 3 or t.shape[0] not in (1, 3):
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"image {k}: expected a (3, H, W) tensor, got {shape}")
-        if t.device != device:
-            raise ValueError(f"image {k} is on {t.device}, image 0 on {device}: use one device")
-        if t.dtype != torch.uint8 and not t.is_floating_point():
-            raise ValueError(f"image {k}: dtype must be uint8 or float in [0, 1], got {t.dtype}")
-        out.append(t.expand(3, -1, -1) if t.shape[0] == 1 else t)
-    return out, device
 
 
 class FundusPreprocess(nn.Module):
@@ -147,7 +122,7 @@ class FundusPreprocess(nn.Module):
             Only with ``return_quality=True``: the verdicts of the original photographs (before
             any Graham normalisation), from the same field of view.
         """
-        items, device = _to_groups(images)
+        items, device = image_list(images)
         n, s = len(items), self.size
         groups: dict[tuple[int, int, torch.dtype], list[int]] = defaultdict(list)
         for k, t in enumerate(items):
@@ -164,9 +139,7 @@ class FundusPreprocess(nn.Module):
             fovs.update({k: fov[j] for j, k in enumerate(idx)})
             circles, bands = fov.circles, fov.bands
             if self.crop:
-                gboxes = fov_boxes(circles, self.margin)
-                # A full-frame field (no black surround) is the frame: its square, no margin.
-                gboxes = torch.where(fov.full_frame[:, None], _frame_box(h, w, device), gboxes)
+                gboxes = _field_boxes(circles, fov.full_frame, h, w, self.margin).to(device)
             else:
                 gboxes = _frame_box(h, w, device).expand(len(idx), 4)
             # Crops are resized in uint8 (CPU) and written straight into the float output.

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medig.preprocess.crop import _crop_circle_masks, _crop_list, _frame_box, fov_boxes
+from medig.preprocess._images import image_list
+from medig.preprocess.crop import _crop_circle_masks, _crop_list, _field_boxes
 from medig.preprocess.fov import FieldOfView, detect_fov
 from medig.preprocess.quality_thresholds import THRESHOLDS, QualityThresholds
 
@@ -122,23 +123,6 @@ class QualityResult:
         return out
 
 
-def _as_list(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    if isinstance(images, Tensor):
-        if images.ndim == 3:
-            images = images[None]
-        if images.ndim != 4:
-            raise ValueError(f"expected (N, 3, H, W) or (3, H, W), got {tuple(images.shape)}")
-        return list(images.unbind(0))
-    items = list(images)
-    if not items:
-        raise ValueError("no images given")
-    for k, t in enumerate(items):
-        if not isinstance(t, Tensor) or t.ndim != 3 or t.shape[0] not in (1, 3):
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"image {k}: expected a (3, H, W) tensor, got {shape}")
-    return [t.expand(3, -1, -1) if t.shape[0] == 1 else t for t in items]
-
-
 def quality_crops(images: Sequence[Tensor], fov: FieldOfView, size: int = WORK_SIZE,
                   rim: float = THRESHOLDS.rim
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -161,8 +145,7 @@ def quality_crops(images: Sequence[Tensor], fov: FieldOfView, size: int = WORK_S
         index = torch.tensor(idx, device=fov.circles.device)
         circles, bands = fov.circles[index], fov.bands[index]
         full = fov.full_frame[index]
-        boxes = torch.where(full[:, None], _frame_box(h, w, circles.device),
-                            fov_boxes(circles, 0.0))
+        boxes = _field_boxes(circles, full, h, w, 0.0)
         group = [images[k] if images[k].dtype == torch.uint8 else images[k].float()
                  for k in idx]
         crops = torch.empty((len(idx), 3, size, size), dtype=torch.float32, device=device)
@@ -443,7 +426,7 @@ def assess_quality(images: Tensor | Sequence[Tensor], fov: FieldOfView | None = 
     >>> assess_quality(images).quality
     ['gradeable', 'gradeable']
     """
-    items = _as_list(images)
+    items = image_list(images)[0]
     if fov is None:
         fov = detect_fov(items)
     if len(fov) != len(items):
