@@ -274,7 +274,7 @@ def _shutdown(iterator: object, failed: bool = False) -> None:
 
 
 def _failure_reason(error: BaseException, timeout_s: float) -> str:
-    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
+    if "timed out" in str(error).lower():
         return f"decoding took longer than {timeout_s:g} s (the decoder hung; retried next run)"
     return "the decoding process died (crashed or killed, e.g. out of memory; retried next run)"
 
@@ -316,9 +316,9 @@ def _synchronous_worker_errors() -> None:
 
 
 def _next_within(iterator: Iterator[list[DecodedInput]], budget_s: float) -> list[DecodedInput]:
-    """The next batch; polls so a dead worker is noticed within :data:`_POLL_S`, and raises
-    ``TimeoutError`` once ``budget_s`` is spent (the DataLoader's own ``timeout`` raises on every
-    poll interval without changing the iterator's state, so waiting again is safe)."""
+    """The next batch; polls so a dead worker is noticed within :data:`_POLL_S`, and re-raises the
+    DataLoader's "timed out" ``RuntimeError`` once ``budget_s`` is spent (it raises on every poll
+    interval without changing the iterator's state, so waiting again is safe)."""
     deadline = time.monotonic() + budget_s
     while True:
         try:

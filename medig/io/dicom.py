@@ -29,7 +29,6 @@ touched), so the whole read runs inside one guard that turns any exception into
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import zlib
@@ -117,7 +116,6 @@ _CS_RE = re.compile(r"[^A-Z0-9_ ]")  # a code string quoted in an error carries 
 _PIXEL_DATA_TAG = 0x7FE00010
 _FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)
 # Large values (the pixel data) of a file read from disk stay there until needed.
-_DEFER = "256 KB"
 _DEFLATED = b"1.2.840.10008.1.2.1.99"
 # Transfer syntaxes whose frames are JPEG, JPEG-LS or JPEG 2000 streams (checked before decoding).
 _STREAM_SYNTAXES = frozenset({
@@ -282,12 +280,10 @@ def _check_inflated_size(data: bytes, display: str) -> None:
             f"{MAX_FILE_BYTES:,} bytes (possible decompression bomb)")
 
 
-def _open_dataset(source: str | os.PathLike | bytes, display: str, force: bool) -> Dataset:
-    """Parse a DICOM file (a path, or its content already in memory) without decoding pixels."""
+def _open_dataset(data: bytes, display: str, force: bool) -> Dataset:
+    """Parse a DICOM file's content without decoding pixels."""
     try:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return pydicom.dcmread(io.BytesIO(source), force=force)
-        return pydicom.dcmread(source, force=force, defer_size=_DEFER)
+        return pydicom.dcmread(io.BytesIO(data), force=force)
     except Exception:  # noqa: BLE001
         reason = "not a readable DICOM file (corrupt or truncated header)"
         raise ImageReadError(display, reason) from None
@@ -428,7 +424,7 @@ def _frame_to_rgb(
 
 
 def read_dicom(
-    data: bytes | str | os.PathLike,
+    data: bytes,
     display: str,
     frame: int | None,
     include_phi: bool = False,
@@ -439,8 +435,9 @@ def read_dicom(
 
     Parameters
     ----------
-    data : bytes or path-like
-        The file's content (as read once by :func:`medig.io.read.read_file_bytes`), or its path.
+    data : bytes
+        The file's content, as read once by :func:`medig.io.read.read_file_bytes` (which refuses
+        FIFOs, devices and files above the size limit before reading).
     display : str
         How the file is named in errors.
     frame : int or None
@@ -457,9 +454,6 @@ def read_dicom(
     (dict, list)
         File metadata and ``(index, pixels, frame_metadata)`` triples.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        with open(data, "rb") as fh:
-            data = fh.read()
     data = bytes(data)
     with quiet():
         ds: Dataset | None = None
