@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from medig.io._files import file_error_reason, not_regular_reason
 from medig.io._image import IMAGE_EXTENSIONS, ImageReadError
 from medig.io.sniff import SUPPORTED_FORMATS, sniff_file
 
@@ -30,31 +31,6 @@ class Unreadable:
     path: Path
     reason: str
     is_folder: bool = False
-
-
-_NOT_REGULAR = (
-    (stat.S_ISFIFO, "FIFO, a named pipe"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _kind(mode: int) -> str:
-    for test, kind in _NOT_REGULAR:
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
-def _stat_problem(path: Path, exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop (the link points back to itself)"
-    if exc.errno == errno.ENOENT and path.is_symlink():
-        return "broken symbolic link (its target does not exist)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "cannot be read (permission denied)"
-    return f"cannot be read ({exc.strerror or 'I/O error'})"
 
 
 def _has_image_extension(name: str) -> bool:
@@ -77,13 +53,13 @@ def _classify(path: Path, found: set[Path], problems: list[Unreadable]) -> None:
         mode = os.stat(path).st_mode  # follows links; never opens
     except OSError as exc:
         if _has_image_extension(path.name):
-            problems.append(Unreadable(path, _stat_problem(path, exc)))
+            problems.append(Unreadable(path, file_error_reason(path, exc)))
         return
     if stat.S_ISREG(mode):
         if _is_candidate(path):
             found.add(path)
     elif not stat.S_ISDIR(mode):
-        problems.append(Unreadable(path, f"not a regular file ({_kind(mode)}): not read"))
+        problems.append(Unreadable(path, str(not_regular_reason(mode))))
 
 
 def _walk(root: Path, found: set[Path], problems: list[Unreadable]) -> None:
@@ -150,12 +126,12 @@ def scan_inputs(
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
-            problems.append(Unreadable(path, _stat_problem(path, exc)))
+            problems.append(Unreadable(path, file_error_reason(path, exc)))
             continue
         if stat.S_ISREG(mode):
             found.add(path)  # kept whatever its content, so the reader reports a bad file
         else:
-            problems.append(Unreadable(path, f"not a regular file ({_kind(mode)}): not read"))
+            problems.append(Unreadable(path, str(not_regular_reason(mode))))
     unique = {p.path: p for p in problems}
     return (sorted(found, key=lambda p: p.as_posix()),
             sorted(unique.values(), key=lambda p: p.path.as_posix()))

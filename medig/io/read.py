@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 from typing import Any
 
+from medig.io._files import file_error_reason, not_regular_reason
 from medig.io._image import IMAGE_EXTENSIONS, MAX_FILE_BYTES, FundusImage, ImageReadError
 from medig.io.dicom import read_dicom
 from medig.io.raster import read_raster
@@ -36,37 +35,6 @@ def _split_frame(path: str | os.PathLike) -> tuple[str, int | None]:
     return text, None
 
 
-_KIND = (
-    (stat.S_ISFIFO, "FIFO, a named pipe"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _not_regular(mode: int) -> str | None:
-    """Why a file of this mode is not read, or None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "is a directory, not an image file"
-    for test, kind in _KIND:
-        if test(mode):
-            return f"not a regular file ({kind}): not read"
-    return "not a regular file: not read"
-
-
-def _open_error(path: str, exc: OSError) -> str:
-    if exc.errno == errno.ENOENT:
-        return "broken symbolic link (its target does not exist)" if os.path.islink(path) \
-            else "no such file"
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop (the link points back to itself)"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "cannot open file (permission denied)"
-    return f"cannot open file ({exc.strerror or 'I/O error'})"
-
-
 def read_file_bytes(path: str | os.PathLike) -> bytes:
     """The whole content of a regular file, read once (then hashed and decoded from memory).
 
@@ -83,19 +51,19 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
     """
     text = os.fsdecode(os.fspath(path))
     try:
-        reason = _not_regular(os.stat(text).st_mode)
+        reason = not_regular_reason(os.stat(text).st_mode)
     except OSError as exc:
-        raise ImageReadError(text, _open_error(text, exc)) from None
+        raise ImageReadError(text, file_error_reason(text, exc)) from None
     if reason:
         raise ImageReadError(text, reason)
     try:
         fd = os.open(text, OPEN_FLAGS)
     except OSError as exc:
-        raise ImageReadError(text, _open_error(text, exc)) from None
+        raise ImageReadError(text, file_error_reason(text, exc)) from None
     try:
         with os.fdopen(fd, "rb") as fh:
             info = os.fstat(fh.fileno())
-            reason = _not_regular(info.st_mode)
+            reason = not_regular_reason(info.st_mode)
             if reason:
                 raise ImageReadError(text, reason)
             if info.st_size > MAX_FILE_BYTES:
