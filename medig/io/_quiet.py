@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from PIL import ImageFile
 
-__all__ = ["captured_stderr", "quiet"]
+__all__ = ["captured_stderr", "quiet", "reports_truncation"]
 
 _PACKAGES = ("pydicom", "PIL", "pylibjpeg", "libjpeg", "openjpeg", "rle", "jpeg_ls", "gdcm")
 
@@ -113,3 +113,10 @@ def captured_stderr() -> Iterator[list[str]]:
                 os.close(saved)
                 sink.seek(0)
                 found.append(sink.read(64 * 1024).decode("utf-8", "replace"))
+
+
+def reports_truncation(messages: list[str], words: tuple[str, ...]) -> bool:
+    """Whether decoder warnings caught by :func:`captured_stderr` say the data ended early (any
+    of ``words``, lower case, in the messages)."""
+    text = " ".join(messages).lower()
+    return any(word in text for word in words)

@@ -24,10 +24,11 @@ import torch
 from PIL import Image
 
 from medig.io._image import ImageReadError, shape_reason, too_large_reason
-from medig.io._quiet import captured_stderr, quiet
+from medig.io._quiet import captured_stderr, quiet, reports_truncation
 from medig.io.codestream import CodestreamError, jpeg_info
 
-__all__ = ["apply_exif_orientation", "decode_jpeg_batch", "libjpeg_reports_truncation"]
+__all__ = ["apply_exif_orientation", "decode_jpeg_batch", "libjpeg_reports_truncation",
+           "refuse_truncated_stream"]
 
 _ORIENTATION_TAG = 0x0112
 
@@ -71,20 +72,27 @@ def _header(data: bytes, name: str) -> tuple[str, int]:
     refused = shape_reason(width, height)
     if refused:
         raise ImageReadError(name, refused)
+    refuse_truncated_stream(data, name)
+    return mode, orientation
+
+
+def refuse_truncated_stream(data: bytes, name: str) -> None:
+    """Refuse a JPEG stream whose structure shows it cut short (:mod:`medig.io.codestream`);
+    other structural problems are left to the decoder, which reads many slightly malformed
+    camera files."""
     try:
         jpeg_info(data)
     except CodestreamError as error:
         if error.truncated:
             raise ImageReadError(name, error.reason) from None
-    return mode, orientation
 
 
+#: libjpeg-turbo's warnings when a scan's data ends early.
 _TRUNCATION_WARNINGS = ("premature end", "truncated")
 
 
 def _warned_truncated(messages: list[str]) -> bool:
-    text = " ".join(messages).lower()
-    return any(w in text for w in _TRUNCATION_WARNINGS)
+    return reports_truncation(messages, _TRUNCATION_WARNINGS)
 
 
 def libjpeg_reports_truncation(data: bytes) -> bool:

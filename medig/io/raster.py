@@ -27,9 +27,8 @@ from PIL import Image, ImageOps
 
 from medig.io._image import ImageReadError, shape_reason, too_large_reason
 from medig.io._pixels import bits_top, scale_to_uint8, to_rgb_tensor
-from medig.io._quiet import captured_stderr, quiet
-from medig.io.codestream import CodestreamError, jpeg_info
-from medig.io.jpeg import libjpeg_reports_truncation
+from medig.io._quiet import captured_stderr, quiet, reports_truncation
+from medig.io.jpeg import libjpeg_reports_truncation, refuse_truncated_stream
 
 __all__ = ["read_raster"]
 
@@ -105,21 +104,13 @@ def _check_jpeg_stream(data: bytes, display: str) -> None:
     :mod:`medig.io.codestream`), then libjpeg-turbo is asked. Other structural problems are left
     to Pillow, which reads many slightly malformed camera files.
     """
-    try:
-        jpeg_info(data)
-    except CodestreamError as error:
-        if error.truncated:
-            raise ImageReadError(display, error.reason) from None
+    refuse_truncated_stream(data, display)
     if libjpeg_reports_truncation(data):
         raise ImageReadError(display, "truncated JPEG data (the decoder reached the end early)")
 
 
+#: libtiff's and libjpeg's warnings when a strip or scan ends early.
 _TRUNCATION_WORDS = ("premature end", "truncat", "read error", "unexpected end")
-
-
-def _reports_truncation(messages: list[str]) -> bool:
-    text = " ".join(messages).lower()
-    return any(word in text for word in _TRUNCATION_WORDS)
 
 
 def _open(data: bytes, display: str, fmt: str) -> Image.Image:
@@ -162,7 +153,7 @@ def read_raster(
             # a hostile file leaves no noise on the console; a cut-short strip is an error.
             with captured_stderr() as messages:
                 pixels, frame_meta = _decode_frame(im, fmt, data, display)
-            if _reports_truncation(messages):
+            if reports_truncation(messages, _TRUNCATION_WORDS):
                 raise ImageReadError(display, f"truncated {fmt.upper()} data (the decoder "
                                               "reached the end early)")
     return metadata, [(0, pixels, frame_meta)]
