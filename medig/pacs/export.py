@@ -30,9 +30,9 @@ from medig.audit.finalise import FinishedAudit
 from medig.audit.manifest import read_manifest
 from medig.audit.store import output_name, parse_row_path
 from medig.io import sniff_file
-from medig.io._quiet import quiet
 from medig.pacs.capture import captioned
-from medig.pacs.objects import Source, overlay_capture, read_source, study_document
+from medig.pacs.objects import Source, object_uid, overlay_capture, read_source, study_document
+from medig.report.images import row_overlay
 from medig.report.layout import fill, format_percent
 from medig.report.per_study import STUDIES_FOLDER, study_page_id
 from medig.report.template import Template, load_template
@@ -74,28 +74,8 @@ def dicom_objects(out_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.dcm") if p.is_file()) if folder.is_dir() else []
 
 
-def _overlay_file(out: Path, row: dict[str, Any]) -> Path | None:
-    rel = row.get("overlay")
-    if not rel:
-        return None
-    path = (out / rel).resolve()
-    # The row is data: "../" must not point the export at files outside the audit folder.
-    return path if path.is_relative_to(out.resolve()) and path.is_file() else None
-
-
-def _existing_uid(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    try:
-        with quiet():
-            return str(pydicom.dcmread(path, stop_before_pixels=True,
-                                       specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-    except Exception:  # noqa: BLE001 - unreadable: rewrite it
-        return None
-
-
 def _write(ds: pydicom.Dataset, path: Path, result: ExportResult) -> None:
-    if _existing_uid(path) == str(ds.SOPInstanceUID):
+    if object_uid(path) == str(ds.SOPInstanceUID):
         result.kept.append(path)
         return
     with atomic_path(path) as tmp:
@@ -156,7 +136,7 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
             else:
                 result.not_dicom += 1
             continue
-        png = _overlay_file(out, row)
+        png = row_overlay(out, row)
         if png is None:
             continue
         with Image.open(png) as im:

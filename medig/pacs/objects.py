@@ -99,6 +99,16 @@ def read_source(path: str | os.PathLike) -> Source | None:
     return Source(ds, ids.study_uid, ids.sop_uid, ids.sop_class_uid, ids.frames)
 
 
+def object_uid(path: str | os.PathLike) -> str | None:
+    """The SOP Instance UID of a DICOM object medig wrote, or None if it cannot be read."""
+    try:
+        with quiet():
+            return str(pydicom.dcmread(path, stop_before_pixels=True,
+                                       specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    except Exception:  # noqa: BLE001 - unreadable (or missing): the caller rewrites or reports it
+        return None
+
+
 @contextlib.contextmanager
 def _silent() -> Iterator[None]:
     """highdicom logs the source's UIDs (info) and warns quoting odd patient names: neither may

@@ -37,6 +37,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 
 from medig.io._quiet import quiet
+from medig.pacs.objects import object_uid
 
 __all__ = [
     "SENT_LOG",
@@ -215,11 +216,8 @@ def send_objects(
     pending: list[tuple[Path, str]] = []
     result = SendResult()
     for path in files:
-        try:
-            with quiet():
-                uid = str(pydicom.dcmread(path, stop_before_pixels=True,
-                                          specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-        except Exception:  # noqa: BLE001
+        uid = object_uid(path)
+        if uid is None:
             result.failed.append(f"{path.name}: unreadable DICOM object")
             continue
         if uid in done:

@@ -43,15 +43,18 @@ def prediction_text(r: dict[str, Any]) -> str:
     return f"{pred} (p = {prob:.3f})" if isinstance(prob, (int, float)) else str(pred)
 
 
-def overlay_path(ctx: ReportContext, r: dict[str, Any]) -> Path | None:
+def row_overlay(out_dir: Path, r: dict[str, Any]) -> Path | None:
+    """The overlay PNG a result row names, if it is a file inside the audit folder ``out_dir``
+    (the row is data: "../" must never point a report or an export at files outside it)."""
     rel = r.get("overlay")
     if not rel:
         return None
-    path = (ctx.out_dir / rel).resolve()
-    # The row is data: never let "../" point the report at files outside the audit directory.
-    if not path.is_relative_to(ctx.out_dir.resolve()) or not path.is_file():
-        return None
-    return path
+    path = (out_dir / rel).resolve()
+    return path if path.is_relative_to(out_dir.resolve()) and path.is_file() else None
+
+
+def overlay_path(ctx: ReportContext, r: dict[str, Any]) -> Path | None:
+    return row_overlay(ctx.out_dir, r)
 
 
 def prediction_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
