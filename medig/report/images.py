@@ -57,6 +57,24 @@ def overlay_path(ctx: ReportContext, r: dict[str, Any]) -> Path | None:
     return row_overlay(ctx.out_dir, r)
 
 
+def overlay_pictures(ctx: ReportContext, path: Path, width: float, height: float,
+                     left: str, right: str) -> list[Flowable]:
+    """An overlay PNG (the photograph beside its overlay) scaled into ``width`` x ``height``,
+    left-aligned, with a caption under each half. Raises ``OSError``/``ValueError`` if the PNG
+    cannot be read."""
+    with PILImage.open(path) as im:
+        iw, ih = im.size
+    scale = min(width / iw, height / ih)
+    img = Image(str(path), width=iw * scale, height=ih * scale)
+    img.hAlign = "LEFT"
+    caption = Table([[ctx.P(left, ctx.s.small), ctx.P(right, ctx.s.small)]],
+                    colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
+    caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                 ("TOPPADDING", (0, 0), (-1, -1), 1),
+                                 ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return [img, caption]
+
+
 def prediction_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
     """What the model predicted and which class the colours refer to."""
     return [("Prediction", prediction_text(r)), ("Class explained", str(r.get("target", "n/a")))]
@@ -155,32 +173,8 @@ def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flow
     path = overlay_path(ctx, r)
     if path is not None:
         try:
-            with PILImage.open(path) as im:
-                iw, ih = im.size
-            scale = min(ctx.fw / iw, max_img_h / ih)
-            img = Image(str(path), width=iw * scale, height=ih * scale)
-            img.hAlign = "LEFT"
-            parts.append(img)
-            cap = Table(
-                [
-                    [
-                        ctx.P("Image as given to the model", ctx.s.small),
-                        ctx.P(overlay_caption(ctx, r), ctx.s.small),
-                    ]
-                ],
-                colWidths=[iw * scale / 2] * 2,
-                hAlign="LEFT",
-            )
-            cap.setStyle(
-                TableStyle(
-                    [
-                        ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                        ("TOPPADDING", (0, 0), (-1, -1), 1),
-                        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                    ]
-                )
-            )
-            parts.append(cap)
+            parts += overlay_pictures(ctx, path, ctx.fw, max_img_h, "Image as given to the model",
+                                      overlay_caption(ctx, r))
         except (OSError, ValueError):
             parts.append(ctx.P("The overlay image could not be opened.", ctx.s.small))
     elif r.get("status") == "ok":

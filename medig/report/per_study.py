@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image as PILImage
 from reportlab.lib.pagesizes import A4, landscape, letter
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -42,7 +41,7 @@ from reportlab.platypus import (
 from medig.render import legend_strip, png_bytes
 from medig.report.data import AuditData, load_audit
 from medig.report.fonts import get_fonts
-from medig.report.images import overlay_path
+from medig.report.images import overlay_path, overlay_pictures
 from medig.report.layout import (
     FLAG_BG,
     RULE,
@@ -241,20 +240,10 @@ class _StudyPage:
         if path is None:
             return [ctx.P(self.text("no_overlay"), ctx.s.small)]
         try:
-            with PILImage.open(path) as im:
-                iw, ih = im.size
+            return overlay_pictures(ctx, path, width, height, self.text("photo_caption"),
+                                    self.text("overlay_caption"))
         except (OSError, ValueError):
             return [ctx.P(self.text("no_overlay"), ctx.s.small)]
-        scale = min(width / iw, height / ih)
-        img = Image(str(path), width=iw * scale, height=ih * scale)
-        img.hAlign = "LEFT"
-        caption = Table([[ctx.P(self.text("photo_caption"), ctx.s.small),
-                          ctx.P(self.text("overlay_caption"), ctx.s.small)]],
-                        colWidths=[iw * scale / 2] * 2, hAlign="LEFT")
-        caption.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0),
-                                     ("TOPPADDING", (0, 0), (-1, -1), 1),
-                                     ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        return [img, caption]
 
     def _reading(self, row: dict[str, Any], width: float, columns: int) -> list[Flowable]:
         """The prediction in words, what the colours refer to, and the figures in a table of
