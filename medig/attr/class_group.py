@@ -106,7 +106,10 @@ class ClassGroup:
         return f"{self.name}={','.join(str(m) for m in self.members)}"
 
 
-def _class_index(member: int | str, names: list[str], group: str) -> int:
+def _class_index(member: int | str, names: list[str], group: str | None) -> int:
+    """The index of a class given by name or index (``group``: the group it belongs to, for the
+    message; None for a single-class target)."""
+    where = f"class group {group!r}: class" if group is not None else "target"
     if isinstance(member, str):
         if member in names:
             return names.index(member)
@@ -119,8 +122,8 @@ def _class_index(member: int | str, names: list[str], group: str) -> int:
             raise ValueError(f"class group {group!r}: {member!r} is not a class of the model; "
                              f"classes: {', '.join(names)}")
     if not 0 <= member < len(names):
-        raise ValueError(f"class group {group!r}: class {member} is out of range for "
-                         f"{len(names)} classes (0 to {len(names) - 1})")
+        raise ValueError(f"{where} {member} is out of range for {len(names)} classes "
+                         f"(0 to {len(names) - 1})")
     return member
 
 
@@ -140,16 +143,12 @@ def parse_target(text: str | int | None, class_names: Sequence[str]) -> int | Cl
     if text is None or text == "pred":
         return None
     if isinstance(text, int) and not isinstance(text, bool):
-        return _class_index(text, names, "target")
+        return _class_index(text, names, None)
     text = str(text)
     if text in names:
         return names.index(text)
     if text.strip().lstrip("-").isdigit():
-        index = int(text)
-        if not 0 <= index < len(names):
-            raise ValueError(f"target {text} is out of range for {len(names)} classes "
-                             f"(0 to {len(names) - 1})")
-        return index
+        return _class_index(int(text), names, None)
     if "=" in text:
         name, _, members = text.partition("=")
         parts = [m.strip() for m in members.split(",")]
