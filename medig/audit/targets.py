@@ -15,6 +15,7 @@ from typing import Any
 from medig.attr.class_group import ClassGroup, parse_target
 from medig.audit.errors import AuditUsageError
 from medig.audit.settings import AuditSettings
+from medig.report.targets import declared_where
 
 __all__ = ["checked_target", "describe_target", "resolve_target", "target_spec"]
 
@@ -58,13 +59,12 @@ def checked_target(settings: AuditSettings) -> str:
     AuditUsageError
     """
     target = settings.target or "pred"
-    source = (settings.model_metadata or {}).get("target_source", "")
+    where = declared_where((settings.model_metadata or {}).get("target_source"))
     try:
         resolve_target(target, settings.class_names, settings.output)
     except AuditUsageError as error:
-        if not source.startswith("declared"):
+        if where is None:
             raise
-        where = source.removeprefix("declared by the model").strip(" ()")
         raise AuditUsageError(f"the model declares the target {target!r} ({where}), which does "
                               f"not work here ({str(error).removeprefix('--target: ')}); pass "
                               "--target pred or a class") from None

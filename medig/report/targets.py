@@ -19,7 +19,18 @@ from reportlab.platypus import CondPageBreak, Flowable, Spacer
 
 from medig.report.layout import ReportContext, fill, format_percent, table
 
-__all__ = ["overlay_caption", "probability_table", "target_info", "target_section"]
+__all__ = ["declared_where", "overlay_caption", "probability_table", "target_info",
+           "target_section"]
+
+
+def declared_where(source: object) -> str | None:
+    """Where the model declared its target, from a ``target_source`` as recorded in the manifest
+    (``"declared by the model (JSON demo.json positive_class)"``); None when it was not declared."""
+    text = str(source or "")
+    if not text.startswith("declared"):
+        return None
+    return text.removeprefix("declared by the model").strip(" ()") or "model metadata"
+
 
 GROUP_BG = colors.HexColor("#e3f1e3")  # the members of the explained group, in the table
 #: Classes beyond which the per-image probability table is split into several rows.
@@ -78,10 +89,9 @@ def target_section(ctx: ReportContext) -> list[Flowable]:
         values = {"name": name, "quantity": _quantity(info, output),
                   "formula": info.get("formula") or _formula(name, info.get("members") or [])}
         out += ctx.text("target_group" if kind == "group" else "target_class", **values)
-        source = str(info.get("source") or "")
-        if source.startswith("declared"):
-            out += ctx.text("target_declared", source=source.removeprefix("declared by the model")
-                            .strip(" ()") or "model metadata")
+        where = declared_where(info.get("source"))
+        if where is not None:
+            out += ctx.text("target_declared", source=where)
         probs = [p for p in (_member_probability(r, info.get("members") or [])
                              for r in ctx.data.ok) if p is not None]
         if probs:
