@@ -26,8 +26,8 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
     list of str
         One line each, no identifiers: file counts, flags and paths inside ``--out``.
     """
-    from medig.audit.steps.quality import quality_counts
     from medig.pacs.export import dicom_objects
+    from medig.report.quality import quality_counts
 
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
              if summary.mean_steps is not None else "")

@@ -5,14 +5,15 @@ lines beside each image. Wording lives in ``templates/report.toml``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from reportlab.platypus import CondPageBreak, Flowable
 
 from medig.report.layout import ReportContext, fill, format_percent, table
 
-__all__ = ["confident", "quality", "quality_figures", "quality_key_lines", "quality_rows",
-           "quality_tag"]
+__all__ = ["confident", "quality", "quality_counts", "quality_figures", "quality_key_lines",
+           "quality_rows", "quality_tag"]
 
 #: A prediction at least this probable counts as confident (in the summary of the section).
 CONFIDENT = 0.9
@@ -47,8 +48,12 @@ def confident(r: dict[str, Any]) -> bool:
     return p is not None and p >= CONFIDENT
 
 
-def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    return {k: sum(r.get("quality") == k for r in rows) for k in _VERDICT}
+def quality_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows are gradeable, ungradeable, not a fundus photograph, and skipped."""
+    verdicts = Counter(r.get("quality") for r in rows if r.get("quality"))
+    return {"gradeable": verdicts["gradeable"], "ungradeable": verdicts["ungradeable"],
+            "not_fundus": verdicts["not_fundus"],
+            "skipped": sum(r.get("status") == "skipped" for r in rows)}
 
 
 def quality_key_lines(ctx: ReportContext) -> list[str]:
@@ -56,7 +61,7 @@ def quality_key_lines(ctx: ReportContext) -> list[str]:
     rows = quality_rows(ctx)
     if not rows:
         return []
-    c = _counts(rows)
+    c = quality_counts(rows)
     bad = _not_gradeable(ctx)
     lines = [fill(ctx.t["text"]["quality_summary"],
                   {"n_gradeable": c["gradeable"], "n_ungradeable": c["ungradeable"],

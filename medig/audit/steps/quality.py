@@ -10,13 +10,11 @@ prediction with a row of status ``"skipped"`` (not an error: the exit code is un
 """
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
-
 from medig.audit.finalise import FinishedAudit
 from medig.audit.steps.batch import AuditContext, ImageBatch
+from medig.report.quality import quality_counts
 
-__all__ = ["QUALITY_MODES", "Quality", "QualitySummary", "quality_counts"]
+__all__ = ["QUALITY_MODES", "Quality", "QualitySummary"]
 
 #: Values of ``--quality``.
 QUALITY_MODES = ("flag", "skip", "off")
@@ -41,14 +39,6 @@ class Quality:
             gone = [j for j, v in enumerate(batch.quality) if v["quality"] != "gradeable"]
             if gone:
                 batch.drop(gone, [{"status": "skipped", "error": None} for _ in gone])
-
-
-def quality_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """How many rows are gradeable, ungradeable, not a fundus photograph, and skipped."""
-    verdicts = Counter(r.get("quality") for r in rows if r.get("quality"))
-    return {"gradeable": verdicts["gradeable"], "ungradeable": verdicts["ungradeable"],
-            "not_fundus": verdicts["not_fundus"],
-            "skipped": sum(r.get("status") == "skipped" for r in rows)}
 
 
 class QualitySummary:
