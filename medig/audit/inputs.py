@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from medig.audit.store import record_key
 from medig.io import (
     ImageReadError,
     decode_image_bytes,
@@ -35,6 +36,7 @@ from medig.io import (
     scan_inputs,
     sniff_bytes,
 )
+from medig.io.sniff import HEADER_BYTES
 
 __all__ = [
     "DECODE_TIMEOUT_S",
@@ -200,7 +202,7 @@ class _DecodeDataset(Dataset):
         except ImageReadError as error:  # the file system, not the content: retried next run
             return DecodedInput(index, [], [], [], error=error.reason, retry=True)
         sha = hashlib.sha256(data).hexdigest()
-        if self.jpeg_as_bytes and sniff_bytes(data[:132]) == "jpeg":
+        if self.jpeg_as_bytes and sniff_bytes(data[:HEADER_BYTES]) == "jpeg":
             mask_path = _mask_file(item, None)
             return DecodedInput(index, [], [], [_read_mask(mask_path, None) if mask_path else None],
                                 jpeg=data, sha256=sha)
@@ -215,8 +217,10 @@ class _DecodeDataset(Dataset):
             mask_path = _mask_file(item, k if multi else None)
             masks.append(_read_mask(mask_path, tuple(image.pixels.shape[-2:]))
                          if mask_path else None)
-        # One tensor for all frames: one shared-memory handle to pass back, however many frames.
-        frames = torch.stack([im.pixels for im in images])
+        # One tensor for all frames: one shared-memory handle to pass back, however many frames
+        # (a single frame is viewed, not copied).
+        frames = (images[0].pixels.unsqueeze(0) if len(images) == 1
+                  else torch.stack([im.pixels for im in images]))
         return DecodedInput(index, frames, [im.metadata for im in images], masks, sha256=sha)
 
 
@@ -227,7 +231,6 @@ def adopt_hashes(batch: Sequence[DecodedInput], shas: dict[int, str], keys: dict
     The audit hashes every file before decoding (to find finished work); a file replaced in
     between is stored under the hash of what was decoded, never under the first content's hash.
     """
-    from medig.audit.store import record_key
 
     for d in batch:
         if d.sha256 is not None and d.sha256 != shas.get(d.index):
