@@ -8,6 +8,7 @@ nothing is written.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -17,7 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,17 @@ def write_section(results: str | None, title: str, lines: list[str]) -> None:
         new = old.rstrip() + "\n\n" + text
     path.write_text(new, encoding="utf-8")
     print(f"[wrote section '## {title}' of {path}]")
+
+
+def parse_or_work(ap: argparse.ArgumentParser,
+                  worker: Callable[[dict], dict]) -> argparse.Namespace | None:
+    """``ap.parse_args()`` with ``--results`` and the hidden ``--worker`` added. In a measured
+    subprocess (``--worker SPEC``, see :func:`run_worker`) it runs ``worker(SPEC)``, prints its JSON
+    result and returns None; otherwise it returns the parsed arguments."""
+    ap.add_argument("--results", help="also replace this benchmark's section in this file")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return None
+    return args

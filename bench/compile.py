@@ -25,7 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import build_model, header, images, machine, run_worker, spread, table, write_section
+from _common import (
+    build_model,
+    header,
+    images,
+    machine,
+    parse_or_work,
+    run_worker,
+    spread,
+    table,
+    write_section,
+)
 
 
 def worker(spec: dict) -> dict:
@@ -78,11 +88,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--results", help="also replace this benchmark's section in this file")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    args = parse_or_work(ap, worker)
+    if args is None:
         return
     n = args.n or (8 if args.quick else 16)
     reps = args.reps or (2 if args.quick else 3)

@@ -45,6 +45,7 @@ from _common import (
     machine,
     maxrss_bytes,
     med,
+    parse_or_work,
     run_worker,
     spread,
     table,
@@ -209,11 +210,8 @@ def main() -> None:
                     help="add Captum-50 with the parameters frozen (separates that speed-up)")
     ap.add_argument("--atol", type=float, default=None,
                     help="absolute part of the rule (default: the audit's for --output)")
-    ap.add_argument("--results", help="also replace this benchmark's section in this file")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    args = parse_or_work(ap, worker)
+    if args is None:
         return
 
     import torch

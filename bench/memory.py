@@ -31,7 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import MODELS, build_model, header, images, machine, run_worker, table, write_section
+from _common import (
+    MODELS,
+    build_model,
+    header,
+    images,
+    machine,
+    parse_or_work,
+    run_worker,
+    table,
+    write_section,
+)
 
 
 def _vmsize() -> int:
@@ -99,11 +109,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--budget-gb", type=float, default=None,
                     help="address space allowed on top of the warmed-up process's VmSize")
-    ap.add_argument("--results", help="also replace this benchmark's section in this file")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    args = parse_or_work(ap, worker)
+    if args is None:
         return
     args.model = args.model or ("resnet18" if args.quick else "resnet50")
     args.budget_gb = args.budget_gb or (2.0 if args.quick else 4.0)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import header, machine, run_worker, table, write_section
+from _common import header, machine, parse_or_work, run_worker, table, write_section
 
 TINY_MODEL = '''
 import torch
@@ -132,11 +132,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="medig audit --workers")
     ap.add_argument("--threads", type=int, default=1, help="medig audit --threads")
     ap.add_argument("--dir", default="/tmp/medig-scale", help="where images and outputs go")
-    ap.add_argument("--results", help="also replace this benchmark's section in this file")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    args = parse_or_work(ap, worker)
+    if args is None:
         return
     log = lambda s: print(s, file=sys.stderr, flush=True)
     info = machine()
