@@ -103,7 +103,8 @@ def test_same_seed_same_result_and_explicit_stages() -> None:
 
 
 def test_stage_discovery_looks_through_wrappers_and_expands_containers() -> None:
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     resnet = medig.with_normalization(torchvision.models.resnet18(num_classes=2), [0.5] * 3,
                                       [0.2] * 3)
     assert model_stages(resnet) == ["model.fc", "model.layer4.1", "model.layer4.0",

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("monai")
-
 from monai.data import DataLoader, Dataset, MetaTensor, PILReader
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("monai")
-
 from monai.visualize import blend_images
 
 from medig import FundusIntegratedGradients
