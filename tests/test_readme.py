@@ -193,7 +193,8 @@ def test_medig_options_in_the_docs_exist():
         actions = [p._option_string_actions.get(option) for p in candidates]
         actions = [a for a in actions if a is not None]
         if not actions:
-            wrong.append(f"{page}: medig {command} has no option {option}")
+            shown = f"medig {command}" if command in parsers else "medig audit or medig report"
+            wrong.append(f"{page}: {option} is not an option of {shown}")
             continue
         choices = actions[0].choices
         if choices and following and not following.startswith("-"):
