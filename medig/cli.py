@@ -213,16 +213,17 @@ def _run_audit(args: argparse.Namespace) -> int:
     from medig.audit.errors import AuditUsageError
     from medig.io import ImageReadError
     from medig.models import ModelArgumentError, ModelLoadError
-    from medig.pacs.steps import SendIncomplete
+    from medig.pacs.steps import SendIncomplete, pacs_steps
 
     try:
         settings = _settings(args)
     except ValueError as error:  # a malformed --model-arg
         _error(str(error))
         return EXIT_USAGE
+    steps = pacs_steps()  # --dicom-out, --send: each checks and reports its own options
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
-                            progress=not args.quiet)
+                            progress=not args.quiet, extra_steps=steps)
     except (SettingsChangedError, AuditUsageError, ModelArgumentError) as error:
         _error(str(error))
         return EXIT_USAGE
@@ -238,7 +239,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if summary.report is None:  # a rank other than 0 under torchrun
         return EXIT_OK
-    print("\n".join(summary_lines(summary, settings)))
+    print("\n".join(summary_lines(summary, settings, steps)))
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
 
 

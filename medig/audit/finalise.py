@@ -22,6 +22,7 @@ from medig.audit.distributed import DistContext
 from medig.audit.errors import AuditError
 from medig.audit.inputs import AuditInput
 from medig.audit.manifest import write_manifest
+from medig.audit.plan import AuditPlan
 from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
@@ -61,7 +62,7 @@ class FinishedAudit:
     """What an :class:`AuditStep` sees: the merged rows and where everything is stored."""
 
     out_dir: Path
-    settings: AuditSettings
+    plan: AuditPlan
     items: Sequence[AuditInput]
     rows: list[dict[str, Any]]  # final result rows, in output order
     store: WorkStore
@@ -70,9 +71,21 @@ class FinishedAudit:
     device: torch.device
     manifest: dict[str, Any] = field(default_factory=dict)  # entries added to manifest.json
 
+    @property
+    def settings(self) -> AuditSettings:
+        """What the user asked for (``plan.settings``)."""
+        return self.plan.settings
+
 
 class AuditStep(Protocol):
-    """A step that runs once per audit, on rank 0, after every input's work is stored."""
+    """A step that runs once per audit, on rank 0, after every input's work is stored.
+
+    An optional step (one an option asks for, e.g. DICOM output) may also define
+    ``problem(settings) -> str | None``, the first reason its options cannot run (checked by
+    :func:`~medig.audit.run_audit` before anything is loaded), and
+    ``console_lines(summary, settings) -> list[str]``, what ``medig audit`` prints about its
+    output; a step that its options leave off does nothing and prints nothing.
+    """
 
     def __call__(self, audit: FinishedAudit) -> None: ...
 
@@ -192,7 +205,7 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
     return rows
 
 
-def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
+def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
                    started: str, device: str, ctx: DistContext | None = None,
                    cohort: float | None = None, model: nn.Module | None = None,
                    steps: tuple[Sequence[AuditStep], Sequence[AuditStep]] = ((), ()),
@@ -201,6 +214,8 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
 
     Parameters
     ----------
+    plan : AuditPlan
+        The audit's plan (as scheduled: its ``compile`` decided).
     cohort : float, optional
         The colour scale when the caller already pooled it (the distributed path).
     model : nn.Module, optional
@@ -209,10 +224,11 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
         Audit steps run before the results and report are written, and after.
     """
     ctx = ctx or DistContext()
+    settings = plan.settings
     store = WorkStore(out_dir)
     reports = read_rank_reports(store, started, ctx.world_size)
     sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
-    key_of = {it.rel: record_key(sha_of[it.rel], settings.key()) for it in items}
+    key_of = {it.rel: record_key(sha_of[it.rel], plan.key()) for it in items}
     records = {it.rel: store.load(key_of[it.rel]) for it in items}  # each record read once
     frames = frames_of(store, items, key_of, records)
     if cohort is None:
@@ -228,12 +244,12 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
     atomic_write(drawn_path, json.dumps(drawn))
 
     rows = _final_rows(items, records, sha_of)
-    audit = FinishedAudit(out_dir, settings, items, rows, store, key_of, model,
+    audit = FinishedAudit(out_dir, plan, items, rows, store, key_of, model,
                           torch.device(device))
     before, after = steps
     for step in before:
         step(audit)
-    write_results(out_dir, rows, settings.class_names)
+    write_results(out_dir, rows, plan.class_names)
     ok = [r for r in rows if r["status"] == "ok"]
     summary = AuditSummary(
         out_dir, total=len(rows), ok=len(ok),
@@ -241,7 +257,7 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
         flagged=sum(bool(r["flagged"]) for r in ok),
         mean_steps=float(np.mean([r["n_steps"] for r in ok])) if ok else None, rows=rows)
     write_manifest(
-        out_dir, settings, started=started, status="complete", device=device,
+        out_dir, plan, started=started, status="complete", device=device,
         world_size=ctx.world_size, cohort_clip=cohort,
         counts={"total": summary.total, "ok": summary.ok, "error": summary.errors,
                 "flagged": summary.flagged},

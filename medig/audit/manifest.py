@@ -9,7 +9,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from medig.audit.settings import AuditSettings
+from medig.audit.plan import AuditPlan
 from medig.utils import atomic_write
 
 __all__ = ["read_manifest", "versions", "write_manifest"]
@@ -42,13 +42,15 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def write_manifest(out_dir: str | os.PathLike, settings: AuditSettings, *, started: str,
+def write_manifest(out_dir: str | os.PathLike, plan: AuditPlan, *, started: str,
                    status: str, device: str, world_size: int = 1, **extra: Any) -> Path:
     """Write ``manifest.json`` atomically.
 
     ``status`` is ``"running"`` while the audit works (so a resumed run can check its settings)
     and ``"complete"`` at the end, with the counts, the cohort colour scale and per-rank times.
+    ``settings`` records the values in effect (:meth:`AuditPlan.settings_dict`).
     """
+    settings = plan.settings
     finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 if status == "complete" else None)
     manifest = {
@@ -56,11 +58,11 @@ def write_manifest(out_dir: str | os.PathLike, settings: AuditSettings, *, start
         "versions": versions(),
         "model": {"spec": settings.model, "weights": settings.weights and
                   os.path.basename(settings.weights),
-                  "weights_sha256": settings.weights_sha256,
-                  "class_names": settings.class_names, "input_size": settings.size},
+                  "weights_sha256": plan.weights_sha256,
+                  "class_names": list(plan.class_names), "input_size": plan.size},
         "output": settings.output,
-        "settings": settings.to_dict(),
-        "settings_key": settings.key(),
+        "settings": plan.settings_dict(),
+        "settings_key": plan.key(),
         "device": device,
         "world_size": world_size,
         "started": started,

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from medig.attr.outputs import explained_output
 from medig.audit.manifest import write_manifest
+from medig.audit.plan import AuditPlan
 from medig.audit.records import explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
 from medig.baselines import BaselineSpec
@@ -317,18 +318,22 @@ class IntegratedGradientsHandler:
             save_png(self.out_dir / row["overlay"], picture)
         write_results(self.out_dir, self._rows, self.class_names)
         ok = [r for r in self._rows if r["status"] == "ok"]
+        target = "pred" if self.target is None else self.class_names[self.target]
         settings = AuditSettings(
             model=self.model_spec or type(engine.network).__name__,
             class_names=self.class_names,
-            target="pred" if self.target is None else self.class_names[self.target],
+            target=target,
             baselines=self._baseline_names, completeness_tol=self.options["completeness_tol"],
             max_steps=self.options["max_steps"], size=self._size or 0, output=self.output,
             method=self.options["method"], device=str(engine.state.device)
             if hasattr(engine.state, "device") else "cpu",
             batch_size=getattr(getattr(engine.state, "dataloader", None), "batch_size", None) or 0,
             workers=0, overlay_scale=self.overlay_scale, percentile=self.percentile)
+        # The handler's values are in effect as given: its plan is the settings themselves.
+        plan = AuditPlan(settings, class_names=settings.class_names, target=self.target,
+                         target_spec=target, size=settings.size)
         write_manifest(
-            self.out_dir, settings, started=self._started, status="complete",
+            self.out_dir, plan, started=self._started, status="complete",
             device=settings.device,
             counts={"total": len(self._rows), "ok": len(ok), "error": len(self._rows) - len(ok),
                     "flagged": sum(bool(r["flagged"]) for r in ok)},

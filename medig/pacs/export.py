@@ -63,8 +63,8 @@ def output_key(audit: FinishedAudit) -> str:
     """Hash of what shapes the outputs: the numeric settings, the overlay scaling and scale."""
     manifest = read_manifest(audit.out_dir) or {}
     s = audit.settings
-    blob = json.dumps([s.key(), s.overlay_scale, s.percentile, manifest.get("cohort_clip")],
-                      sort_keys=True)
+    blob = json.dumps([audit.plan.key(), s.overlay_scale, s.percentile,
+                       manifest.get("cohort_clip")], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -1,44 +1,71 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The "after" audit steps of per-study pages, DICOM output and sending, for the settings."""
+"""The after steps of DICOM output and sending, composed by the caller of the audit.
+
+``medig audit`` passes :func:`pacs_steps` to :func:`medig.audit.run_audit` (``extra_steps``).
+Each step owns its options: it checks them before anything is loaded (``problem``), acts only when
+they ask for it, and says its own console line (``console_lines``). ``--send`` implies
+``--dicom-out``, which implies the audit's per-study pages (the Encapsulated PDF is the study's
+page).
+"""
 from __future__ import annotations
 
 from medig.audit.errors import AuditError
-from medig.audit.finalise import AuditStep, FinishedAudit
+from medig.audit.finalise import AuditStep, AuditSummary, FinishedAudit
 from medig.audit.settings import AuditSettings
 
-__all__ = ["DicomExport", "SendDicom", "SendIncomplete", "StudyPages", "pacs_steps"]
+__all__ = ["DicomExport", "SendDicom", "SendIncomplete", "pacs_steps"]
 
 
 class SendIncomplete(AuditError):
     """The audit finished but some DICOM objects were not acknowledged by the PACS."""
 
 
-class StudyPages:
-    """``studies/<study>.pdf`` (:func:`medig.report.per_study.build_study_pages`)."""
-
-    def __call__(self, audit: FinishedAudit) -> None:
-        from medig.report.per_study import build_study_pages
-
-        build_study_pages(audit.out_dir, audit.settings.template)
-
-
 class DicomExport:
     """``dicom/``: Secondary Captures and Encapsulated PDFs (:func:`medig.pacs.export.export_dicom`)."""
 
+    def problem(self, settings: AuditSettings) -> str | None:
+        if settings.wants_dicom and not settings.include_phi:
+            return ("--dicom-out and --send need --include-phi: a DICOM object is filed under the "
+                    "patient's identity, copied from the source image")
+        return None
+
     def __call__(self, audit: FinishedAudit) -> None:
+        if not audit.settings.wants_dicom:
+            return
         from medig.pacs.export import export_dicom
 
         export_dicom(audit)
+
+    def console_lines(self, summary: AuditSummary, settings: AuditSettings) -> list[str]:
+        if not settings.wants_dicom:
+            return []
+        from medig.pacs.export import DICOM_FOLDER, dicom_objects
+
+        out = summary.out_dir
+        return [f"dicom: {len(dicom_objects(out))} objects in {out / DICOM_FOLDER}"]
 
 
 class SendDicom:
     """C-STORE of ``dicom/`` to ``--send`` (:func:`medig.pacs.send.send_objects`)."""
 
+    def problem(self, settings: AuditSettings) -> str | None:
+        from medig.pacs.send import check_aet, parse_destination
+
+        try:
+            if settings.send:
+                parse_destination(settings.send)
+            check_aet(settings.calling_aet, "--calling-aet")
+        except ValueError as error:
+            return str(error)
+        return None
+
     def __call__(self, audit: FinishedAudit) -> None:
+        if not audit.settings.send:
+            return
         from medig.pacs.export import DICOM_FOLDER, dicom_objects
         from medig.pacs.send import parse_destination, send_objects
 
-        destination = parse_destination(audit.settings.send or "")
+        destination = parse_destination(audit.settings.send)
         result = send_objects(dicom_objects(audit.out_dir), audit.out_dir / DICOM_FOLDER,
                               destination, audit.settings.calling_aet)
         if not result.complete:
@@ -47,18 +74,15 @@ class SendDicom:
                 f"({result.failed[0]}{', ...' if len(result.failed) > 1 else ''}); they stay in "
                 f"{audit.out_dir / DICOM_FOLDER} and the next run sends them")
 
+    def console_lines(self, summary: AuditSummary, settings: AuditSettings) -> list[str]:
+        if not settings.send:
+            return []
+        from medig.pacs.export import DICOM_FOLDER
 
-def pacs_steps(settings: AuditSettings) -> list[AuditStep]:
-    """The after-steps the settings ask for: pages, then DICOM objects, then sending.
+        return [(f"sent: every DICOM object acknowledged by {settings.send} "
+                 f"(log: {summary.out_dir / DICOM_FOLDER / 'sent.jsonl'})")]
 
-    ``--send`` implies ``--dicom-out``, which implies ``--per-study`` (the Encapsulated PDF is the
-    study's page).
-    """
-    steps: list[AuditStep] = []
-    if settings.wants_study_pages:
-        steps.append(StudyPages())
-    if settings.wants_dicom:
-        steps.append(DicomExport())
-    if settings.send:
-        steps.append(SendDicom())
-    return steps
+
+def pacs_steps() -> list[AuditStep]:
+    """The DICOM steps, in order: objects, then sending (each acts when its options ask)."""
+    return [DicomExport(), SendDicom()]

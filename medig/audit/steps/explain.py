@@ -20,5 +20,5 @@ class Explain:
         batch.explanation = self.ctx.ig.explain(
             batch.images, target=batch.target, completeness_tol=s.completeness_tol,
             max_steps=s.max_steps, method=s.method,
-            completeness_atol=s.completeness_atol, path_dtype=path_dtype(s.path_dtype))
+            completeness_atol=self.ctx.plan.completeness_atol, path_dtype=path_dtype(s.path_dtype))
         batch.maps = attribution_map(batch.explanation.attributions.detach())

@@ -14,7 +14,7 @@ class Localisation:
     """``pointing_hit``, ``mask_mass_fraction`` and ``mask_area_fraction`` per masked image."""
 
     def __init__(self, ctx: AuditContext) -> None:
-        self.size = ctx.settings.size
+        self.size = ctx.plan.size
         self.dilation = ctx.settings.mask_dilation
         self.device = ctx.device
 

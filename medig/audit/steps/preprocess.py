@@ -15,7 +15,7 @@ class Preprocess:
     the quality gate on, also ``quality`` (verdicts from the same field of view)."""
 
     def __init__(self, ctx: AuditContext) -> None:
-        self.preprocess = FundusPreprocess(size=ctx.settings.size, graham=ctx.settings.graham)
+        self.preprocess = FundusPreprocess(size=ctx.plan.size, graham=ctx.settings.graham)
         self.quality = ctx.settings.quality != "off"
 
     def __call__(self, batch: ImageBatch) -> None:

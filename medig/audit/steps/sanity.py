@@ -62,8 +62,8 @@ class SanityCheck:
         sample = [(row, (rel, frame)) for row, (rel, frame) in sample if rel in items]
         keys = [(audit.key_of[rel], frame or 0) for _, (rel, frame) in sample]
         stamp = hashlib.sha256(json.dumps(
-            [_VERSION, s.key(), keys, DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS, DEFAULT_CELL,
-             thresholds.RANDOMISATION_MAX_SIMILARITY]).encode()).hexdigest()[:16]
+            [_VERSION, audit.plan.key(), keys, DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS,
+             DEFAULT_CELL, thresholds.RANDOMISATION_MAX_SIMILARITY]).encode()).hexdigest()[:16]
         path = audit.store.root / "sanity.json"
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
