@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["AuditSettings", "NUMERIC_SETTINGS", "settings_problem"]
+__all__ = ["NUMERIC_SETTINGS", "AuditSettings", "settings_problem"]
 
 #: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
 #: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
@@ -135,4 +135,11 @@ def settings_problem(settings: AuditSettings) -> str | None:
         check_aet(settings.calling_aet, "--calling-aet")
     except ValueError as error:
         return str(error)
+    if settings.template is not None:  # read now, not after the whole audit has run
+        from medig.report.template import TemplateError, load_template
+
+        try:
+            load_template(settings.template)
+        except TemplateError as error:
+            return f"--template: {error}"
     return None
