@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Hostile ``--template`` files: one clear line naming the file, never a traceback or a hang."""
+"""Hostile ``--template`` files give one clear line naming the file, never a traceback or a hang;
+the template parser on Python 3.10 (tomli)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,11 @@ from medig.report.template import (
     text_limit,
 )
 from tests.audit.conftest import TINY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def _load_within(path: Path, seconds: float = 20.0) -> BaseException | None:
@@ -129,3 +137,25 @@ def test_cli_bad_template_is_a_usage_error(command, tmp_path, capsys, audit_dir)
     assert "not UTF-8" in err[0]
     assert (pdf.read_bytes() if pdf.exists() else None) == before  # nothing written
     assert not (tmp_path / "out").exists()  # the audit did no work
+
+
+_AS_ON_3_10 = """
+import sys, tomllib, types
+tomli = types.ModuleType("tomli")  # tomli's API is tomllib's
+tomli.loads, tomli.TOMLDecodeError = tomllib.loads, tomllib.TOMLDecodeError
+sys.modules["tomli"], sys.modules["tomllib"] = tomli, None  # importing tomllib now fails
+sys.version_info = (3, 10, 13, "final", 0)
+from medig.report.template import load_template, tomllib as parser
+assert parser is tomli, parser
+assert load_template()["report"]["page_size"] == "A4"
+"""
+
+
+def test_python_3_10_reads_templates_with_tomli():
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["requires-python"] == ">=3.10"
+    assert "tomli>=2; python_version < '3.11'" in project["dependencies"]
+    done = subprocess.run([sys.executable, "-c", _AS_ON_3_10], cwd=root, capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
