@@ -36,8 +36,8 @@ exit codes:
   {EXIT_OK}  every input audited
   {EXIT_FAILED}  the audit could not run (model not loadable, weights that fit the architecture
      under no key prefix, no inputs, --out not a writable folder or in use by another audit, ...)
-  {EXIT_USAGE}  usage error (a bad --model-arg, a --target naming no class of the model, a group
-     with --output logit), or --out holds an audit with other settings (use --force)
+  {EXIT_USAGE}  usage error (a bad --model-arg or --template, a --target naming no class of the
+     model, a group with --output logit), or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
   {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
 """
@@ -283,7 +283,10 @@ def _run_report(args: argparse.Namespace) -> int:
 
             pages = build_study_pages(args.out, template=args.template)
             print(f"study pages: {len(pages)} in {Path(args.out) / 'studies'}")
-    except (TemplateError, OSError) as error:
+    except TemplateError as error:  # a bad --template is a usage error, as for medig audit
+        _error(f"--template: {error}")
+        return EXIT_USAGE
+    except OSError as error:
         _error(str(error))
         return EXIT_FAILED
     print(f"report: {path}")

@@ -125,4 +125,11 @@ def settings_problem(settings: AuditSettings) -> str | None:
         return "--completeness-atol must be a finite number >= 0"
     if settings.sanity_sample < 0:
         return "--sanity-sample must be >= 0 (0 disables the sanity check)"
+    if settings.template is not None:  # read now, not after the whole audit has run
+        from medig.report.template import TemplateError, load_template
+
+        try:
+            load_template(settings.template)
+        except TemplateError as error:
+            return f"--template: {error}"
     return None
