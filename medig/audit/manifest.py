@@ -42,15 +42,28 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def _is_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(datetime.datetime.fromisoformat(value))
+    except ValueError:
+        return False
+
+
 def write_manifest(out_dir: str | os.PathLike, settings: AuditSettings, *, started: str,
                    status: str, device: str, world_size: int = 1, **extra: Any) -> Path:
     """Write ``manifest.json`` atomically.
 
     ``status`` is ``"running"`` while the audit works (so a resumed run can check its settings)
     and ``"complete"`` at the end, with the counts, the cohort colour scale and per-rank times.
+    ``started`` is this run's start; ``first_started`` the start of the audit's first run with
+    the same settings, kept by every re-run (what the study pages and DICOM objects are dated).
     """
     finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 if status == "complete" else None)
+    previous = read_manifest(out_dir)
+    first = None
+    if isinstance(previous, dict) and previous.get("settings_key") == settings.key():
+        first = previous.get("first_started") or previous.get("started")
     manifest = {
         "status": status,
         "versions": versions(),
@@ -64,6 +77,7 @@ def write_manifest(out_dir: str | os.PathLike, settings: AuditSettings, *, start
         "device": device,
         "world_size": world_size,
         "started": started,
+        "first_started": first if _is_time(first) else started,
         "finished": finished,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count()},
