@@ -19,6 +19,8 @@ from tests.io.conftest import PHI, build_dicom, rgb_fundus
 from tests.pacs.conftest import TINY_ARGS, StorageSCP, make_studies, with_raw_name
 from tests.pacs.test_objects import DCIODVFY, dciodvfy_errors
 
+KOREAN = (b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7="  # PS3.5 I.2
+          b"\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf")
 JIS = b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B"
 
 #: (file stem, SpecificCharacterSet, PatientName bytes, the name pydicom reads from them)
@@ -31,8 +33,7 @@ SOURCES = [
     ("latin1", "ISO_IR 100", "Müller^Jürgen".encode("latin-1"), "Müller^Jürgen"),
     ("utf8", "ISO_IR 192", "Łukasz^Żółć".encode(), "Łukasz^Żółć"),
     ("greek", "ISO_IR 126", "Δημήτρης".encode("iso8859_7"), "Δημήτρης"),
-    ("korean", ["", "ISO 2022 IR 149"], b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7="
-     b"\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf", "Hong^Gildong=洪^吉洞=홍^길동"),  # PS3.5 I.2
+    ("korean", ["", "ISO 2022 IR 149"], KOREAN, "Hong^Gildong=洪^吉洞=홍^길동"),
 ]
 #: Not copied with certainty: a set pydicom does not know with non-ASCII text, and bytes that do
 #: not decode in their declared set.
@@ -142,8 +143,8 @@ def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, 
         server.stop()
     assert code == EXIT_NOT_SENT  # finished; one source's objects could not be made
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no DICOM")]
-    assert lines == ["no DICOM objects for unknown_latin.dcm: its character set 'ISO_IR 999' is "
-                     "not a DICOM character set and its patient or study text is not plain ASCII"]
+    assert lines == [("no DICOM objects for unknown_latin.dcm: its character set 'ISO_IR 999' is "
+                      "not a DICOM character set and its patient or study text is not plain ASCII")]
     printed = capsys.readouterr()
     console = printed.out + printed.err + "\n".join(r.getMessage() for r in caplog.records)
     assert "1 source(s) or study page(s) got no DICOM objects" in printed.err

@@ -8,9 +8,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-import medig.pacs.export as export
 from medig.audit import read_results
 from medig.cli import EXIT_NOT_SENT, main
+from medig.pacs import export
 from medig.pacs.export import dicom_objects
 from tests.io.conftest import PHI
 from tests.pacs.conftest import TINY_ARGS, StorageSCP, fill_disk, make_studies
