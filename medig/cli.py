@@ -17,7 +17,7 @@ EXIT_OK = 0  #: every input was audited
 EXIT_FAILED = 1  #: the audit could not run (model, output folder, no inputs)
 EXIT_USAGE = 2  #: bad command line or settings that conflict with the output folder
 EXIT_SOME_FILES_FAILED = 3  #: the audit finished but some inputs could not be read or explained
-EXIT_NOT_SENT = 4  #: the audit finished but some DICOM objects were not acknowledged by the PACS
+EXIT_NOT_SENT = 4  #: the audit finished but some DICOM objects were not written or acknowledged
 
 _EPILOG = f"""\
 examples:
@@ -39,7 +39,8 @@ exit codes:
   {EXIT_USAGE}  usage error (a bad --model-arg or --template, a --target naming no class of the
      model, a group with --output logit), or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
-  {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
+  {EXIT_NOT_SENT}  finished, but some DICOM objects were not written (the lines above say why) or
+     not acknowledged by the PACS (re-run)
 """
 
 
@@ -213,7 +214,8 @@ def _run_audit(args: argparse.Namespace) -> int:
     from medig.audit.errors import AuditUsageError
     from medig.io import ImageReadError
     from medig.models import ModelArgumentError, ModelLoadError
-    from medig.pacs.steps import SendIncomplete, pacs_steps
+    from medig.pacs.errors import DicomIncomplete
+    from medig.pacs.steps import pacs_steps
 
     try:
         settings = _settings(args)
@@ -227,7 +229,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     except (SettingsChangedError, AuditUsageError, ModelArgumentError) as error:
         _error(str(error))
         return EXIT_USAGE
-    except SendIncomplete as error:  # results and report are written; sending is not
+    except DicomIncomplete as error:  # results and report are written; DICOM output is not
         _error(str(error))
         return EXIT_NOT_SENT
     except (AuditError, ModelLoadError, ImageReadError) as error:

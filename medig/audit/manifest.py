@@ -42,17 +42,30 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def _is_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(datetime.datetime.fromisoformat(value))
+    except ValueError:
+        return False
+
+
 def write_manifest(out_dir: str | os.PathLike, plan: AuditPlan, *, started: str,
                    status: str, device: str, world_size: int = 1, **extra: Any) -> Path:
     """Write ``manifest.json`` atomically.
 
     ``status`` is ``"running"`` while the audit works (so a resumed run can check its settings)
     and ``"complete"`` at the end, with the counts, the cohort colour scale and per-rank times.
-    ``settings`` records the values in effect (:meth:`AuditPlan.settings_dict`).
+    ``settings`` records the values in effect (:meth:`AuditPlan.settings_dict`). ``started`` is
+    this run's start; ``first_started`` the start of the audit's first run with the same settings,
+    kept by every re-run (what the study pages and DICOM objects are dated).
     """
     settings = plan.settings
     finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 if status == "complete" else None)
+    previous = read_manifest(out_dir)
+    first = None
+    if isinstance(previous, dict) and previous.get("settings_key") == plan.key():
+        first = previous.get("first_started") or previous.get("started")
     manifest = {
         "status": status,
         "versions": versions(),
@@ -66,6 +79,7 @@ def write_manifest(out_dir: str | os.PathLike, plan: AuditPlan, *, started: str,
         "device": device,
         "world_size": world_size,
         "started": started,
+        "first_started": first if _is_time(first) else started,
         "finished": finished,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count()},

@@ -9,19 +9,29 @@ page).
 """
 from __future__ import annotations
 
-from medig.audit.errors import AuditError
 from medig.audit.finalise import AuditStep, AuditSummary, FinishedAudit
 from medig.audit.settings import AuditSettings
+from medig.pacs.errors import DicomIncomplete, SendIncomplete
 
-__all__ = ["DicomExport", "SendDicom", "SendIncomplete", "pacs_steps"]
+__all__ = ["DicomExport", "DicomIncomplete", "SendDicom", "SendIncomplete", "pacs_steps"]
 
 
-class SendIncomplete(AuditError):
-    """The audit finished but some DICOM objects were not acknowledged by the PACS."""
+def _not_made(failed: list[str]) -> str:
+    """The sources without objects, in one sentence (each has had its own line)."""
+    return (f"{len(failed)} source(s) or study page(s) got no DICOM objects (see the lines "
+            "above); the others' objects are written")
 
 
 class DicomExport:
-    """``dicom/``: Secondary Captures and Encapsulated PDFs (:func:`medig.pacs.export.export_dicom`)."""
+    """``dicom/``: Secondary Captures and Encapsulated PDFs (:func:`medig.pacs.export.export_dicom`).
+
+    Sources whose objects cannot be made do not stop the step; it raises
+    :class:`DicomIncomplete` for them at its end, unless ``--send`` follows (sending sends the
+    objects that were made, then reports them).
+    """
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
 
     def problem(self, settings: AuditSettings) -> str | None:
         if settings.wants_dicom and not settings.include_phi:
@@ -34,7 +44,9 @@ class DicomExport:
             return
         from medig.pacs.export import export_dicom
 
-        export_dicom(audit)
+        self.failed = export_dicom(audit).failed
+        if self.failed and not audit.settings.send:
+            raise DicomIncomplete(_not_made(self.failed))
 
     def console_lines(self, summary: AuditSummary, settings: AuditSettings) -> list[str]:
         if not settings.wants_dicom:
@@ -46,7 +58,11 @@ class DicomExport:
 
 
 class SendDicom:
-    """C-STORE of ``dicom/`` to ``--send`` (:func:`medig.pacs.send.send_objects`)."""
+    """C-STORE of ``dicom/`` to ``--send`` (:func:`medig.pacs.send.send_objects`); reports the
+    objects the export could not make (``export``) with those the PACS did not acknowledge."""
+
+    def __init__(self, export: DicomExport | None = None) -> None:
+        self.export = export
 
     def problem(self, settings: AuditSettings) -> str | None:
         from medig.pacs.send import check_aet, parse_destination
@@ -68,11 +84,15 @@ class SendDicom:
         destination = parse_destination(audit.settings.send)
         result = send_objects(dicom_objects(audit.out_dir), audit.out_dir / DICOM_FOLDER,
                               destination, audit.settings.calling_aet)
+        not_made = self.export.failed if self.export is not None else []
         if not result.complete:
+            also = f"; {_not_made(not_made)}" if not_made else ""
             raise SendIncomplete(
                 f"{len(result.failed)} DICOM object(s) not acknowledged by {destination} "
                 f"({result.failed[0]}{', ...' if len(result.failed) > 1 else ''}); they stay in "
-                f"{audit.out_dir / DICOM_FOLDER} and the next run sends them")
+                f"{audit.out_dir / DICOM_FOLDER} and the next run sends them{also}")
+        if not_made:
+            raise DicomIncomplete(f"{_not_made(not_made)} and sent to {destination}")
 
     def console_lines(self, summary: AuditSummary, settings: AuditSettings) -> list[str]:
         if not settings.send:
@@ -85,4 +105,5 @@ class SendDicom:
 
 def pacs_steps() -> list[AuditStep]:
     """The DICOM steps, in order: objects, then sending (each acts when its options ask)."""
-    return [DicomExport(), SendDicom()]
+    export = DicomExport()
+    return [export, SendDicom(export)]
