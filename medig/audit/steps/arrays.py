@@ -41,6 +41,10 @@ class StoreArrays:
             attr_map=(amap / scale).astype(np.float16), attr_scale=np.float64(scale),
             sketch=abs_quantiles(amap, fov).astype(np.float32),
             clip=np.float64(clip_value(amap, fov, s.percentile)),
+            # where the model input was cut from the decoded frame: lesion masks are cropped
+            # the same way when the localisation figures are computed (at every audit)
+            box=batch.boxes[j].detach().double().cpu().numpy(),
+            source_shape=np.asarray(batch.pixels[j].shape[-2:], dtype=np.int64),
         )
         if s.save_attributions:
             buffer = io.BytesIO()
