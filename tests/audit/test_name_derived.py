@@ -18,7 +18,8 @@ from medig.synthetic import generate
 from tests.audit.conftest import TINY
 
 BASE = ["--model", TINY, "--classes", "a", "b", "--size", "64", "--workers", "0", "--quiet"]
-NON_UTF8 = [b"caf\xff.jpg", b"\xff\xfe.jpg", b"caf\xe9_left.jpg"]
+# Not UTF-8, or UTF-8 holding a line break of str.splitlines (U+2028, U+0085).
+NON_UTF8 = [b"caf\xff.jpg", b"\xff\xfe.jpg", b"caf\xe9_left.jpg", "a\u2028b\x85.jpg".encode()]
 
 
 def _fundus(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,14 +54,14 @@ def test_names_that_are_not_utf8_are_audited_and_resumed(tmp_path, capsys):
     out = os.path.join(os.fsencode(tmp_path), b"out\xfe")
     code, rows = _audit(folder, out, "--per-study", "--masks", os.fsdecode(masks))
     assert code == EXIT_OK, capsys.readouterr()
-    assert set(rows) == {"caf%FF.jpg", "%FF%FE.jpg", "caf%E9_left.jpg"}
+    assert set(rows) == {"caf%FF.jpg", "%FF%FE.jpg", "caf%E9_left.jpg", "a%u2028b%u0085.jpg"}
     assert all(r["status"] == "ok" and r["study"] for r in rows.values())
     assert rows["caf%E9_left.jpg"]["laterality"] == "L"
     assert rows["caf%FF.jpg"]["mask_area_fraction"] is not None
     assert rows["%FF%FE.jpg"]["mask_area_fraction"] is None
     manifest = json.loads((Path(os.fsdecode(out)) / "manifest.json").read_text("utf-8"))
     assert os.fsencode(manifest["settings"]["masks"]) == masks
-    assert len({r["study"] for r in rows.values()}) == 3
+    assert len({r["study"] for r in rows.values()}) == 4
     assert "\\udcfe" in capsys.readouterr().out  # the --out path, printed escaped
     results = Path(os.fsdecode(out)) / "results.jsonl"
     before, records = results.read_bytes(), _records(Path(os.fsdecode(out)))
