@@ -165,3 +165,37 @@ def test_same_content_different_masks(masked, tmp_path):
     code, rows = _audit(folder, tmp_path / "out", "--masks", str(masks))
     assert code == EXIT_OK and rows["x.png"]["sha256"] == rows["x2.png"]["sha256"]
     assert rows["x.png"]["mask_area_fraction"] != rows["x2.png"]["mask_area_fraction"]
+
+
+def _saved(out: Path, name: str) -> np.ndarray:
+    with np.load(out / "attributions" / f"{name}.npz") as data:
+        return data["attributions"]
+
+
+def test_attribution_files_follow_the_names(tmp_path, caplog):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for seed, name in ((7, "a.png"), (8, "b.png")):
+        Image.fromarray(_fundus(seed)[0]).save(folder / name)
+    assert _audit(folder, out, "--save-attributions")[0] == EXIT_OK
+    first = {n: _saved(out, n) for n in ("a.png", "b.png")}
+    assert not np.array_equal(first["a.png"], first["b.png"])
+    records = _records(out)
+    # a name added with bytes audited before, and two files whose bytes were swapped
+    shutil.copy(folder / "a.png", folder / "c.png")
+    data_a, data_b = (folder / "a.png").read_bytes(), (folder / "b.png").read_bytes()
+    (folder / "a.png").write_bytes(data_b)
+    (folder / "b.png").write_bytes(data_a)
+    code, _ = _audit(folder, out, "--save-attributions")
+    assert code == EXIT_OK and _records(out) == records  # nothing recomputed
+    assert np.array_equal(_saved(out, "c.png"), first["a.png"])
+    assert np.array_equal(_saved(out, "a.png"), first["b.png"])
+    assert np.array_equal(_saved(out, "b.png"), first["a.png"])
+    # work stored without --save-attributions has no file to give: said, not invented
+    shutil.copy(folder / "a.png", folder / "d.png")
+    plain = tmp_path / "plain"
+    assert _audit(folder, plain)[0] == EXIT_OK
+    caplog.clear()
+    assert _audit(folder, plain, "--save-attributions")[0] == EXIT_OK
+    assert not (plain / "attributions").exists()
+    assert "attribution file(s) not written" in caplog.text

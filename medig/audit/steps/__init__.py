@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from medig.audit.finalise import AuditStep
 from medig.audit.settings import AuditSettings
-from medig.audit.steps.arrays import StoreArrays
+from medig.audit.steps.arrays import NameAttributions, StoreArrays
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
 from medig.audit.steps.completeness import RecordCompletenessRule
 from medig.audit.steps.explain import Explain
@@ -52,6 +52,7 @@ def audit_steps(settings: AuditSettings) -> tuple[list[AuditStep], list[AuditSte
         RecordCompletenessRule(),  # the rule's absolute floor, in the manifest and the report
         IdentifyRows(),  # study and eye of every row, from its own name unless DICOM
         Localise(),  # lesion-mask figures from the stored maps and today's masks
+        NameAttributions(),  # --save-attributions files for names that share stored work
         SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
     ]
     if settings.quality != "off":
