@@ -199,3 +199,21 @@ def test_attribution_files_follow_the_names(tmp_path, caplog):
     assert _audit(folder, plain, "--save-attributions")[0] == EXIT_OK
     assert not (plain / "attributions").exists()
     assert "attribution file(s) not written" in caplog.text
+
+
+def test_dicom_laterality_is_read_as_dicom_defines_it(tmp_path):
+    # R, L, B or U (any case, padded) is the eye; anything else says nothing, and the name may.
+    from tests.io.conftest import build_dicom, rgb_fundus
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, (name, value) in enumerate([("p_left.dcm", "XX"), ("q_left.dcm", "r ")]):
+        ds = build_dicom(rgb_fundus(64, 64, seed=seed))
+        ds.ImageLaterality = value
+        ds.save_as(folder / name, enforce_file_format=True)
+    code, rows = _audit(folder, tmp_path / "out")
+    assert code == EXIT_OK
+    assert (rows["p_left.dcm"]["laterality"], rows["p_left.dcm"]["laterality_source"]) == (
+        "L", "file name")
+    assert (rows["q_left.dcm"]["laterality"], rows["q_left.dcm"]["laterality_source"]) == (
+        "R", "dicom")
