@@ -48,7 +48,7 @@ _EXTENSION = st.sampled_from([b".jpg", b".JPEG", b".png", b".dcm", b".tif", b"",
 @st.composite
 def file_names(draw) -> bytes:
     """One file name component, as bytes: no ``/``, no NUL, never ``.`` or ``..``."""
-    lead = draw(st.sampled_from([b"", b"", b"-", b"--", b".", b" "]))
+    lead = draw(st.sampled_from([b"", b"", b"-", b"--", b".", b" ", b". ", b" ."]))
     name = lead + b"".join(draw(st.lists(_PIECE, min_size=1, max_size=6))) + draw(_EXTENSION)
     return name if name not in (b".", b"..") else b"x" + name
 
@@ -103,6 +103,24 @@ def test_laterality_hints_are_whole_words(before, hint, after, sep, second, exte
     assert laterality_from_name(name(*before, hint + b"q", *after)) is None  # glued: no word
     both = laterality_from_name(name(*before, hint, second, *after))
     assert both == (_eye(hint) if _eye(second) == _eye(hint) else None)  # ambiguous: none
+
+
+@FAST
+@given(st.lists(_NOT_A_HINT, min_size=1, max_size=3), _SEPARATOR, _HINT, _HINT, file_names(),
+       file_names())
+def test_the_two_eyes_of_one_name_are_one_study(stem, sep, right, left, folder, other):
+    if _eye(right) == _eye(left) or folder == other:
+        return  # need one hint for each eye, two folders
+
+    def path(where: bytes, hint: bytes, extension: bytes) -> str:
+        return os.fsdecode(where + b"/" + sep.join([*stem, hint]) + extension)
+
+    one = study_fields(SECRET, path(folder, right, b".jpg"), None)
+    two = study_fields(SECRET, path(folder, left, b".png"), None)
+    elsewhere = study_fields(SECRET, path(other, left, b".png"), None)
+    assert one["study"] == two["study"] != elsewhere["study"]
+    assert {one["laterality"], two["laterality"]} == {"R", "L"}
+    assert one["study_source"] == two["study_source"] == "file name"
 
 
 @FAST
