@@ -298,6 +298,11 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medig`` command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="medig: %(message)s")
+    # A path that is not UTF-8 (surrogate escapes) prints as \udcff instead of failing the
+    # command after its work is done, as stderr already does.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "audit":
         return _run_audit(args)

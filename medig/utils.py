@@ -78,9 +78,15 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Text is written as UTF-8. A name that is not UTF-8 (a surrogate escape from
+    :func:`os.fsdecode`) quoted in it is written as ``\udcff``, which JSON reads back as the same
+    name, instead of failing the write.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        tmp.write_bytes(data.encode("utf-8", "backslashreplace") if isinstance(data, str)
+                        else data)
     return Path(path)
 
 

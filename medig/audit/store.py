@@ -36,7 +36,10 @@ __all__ = [
     "unreadable_key",
 ]
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+# Control characters, shell-special ones, and the line breaks of str.splitlines beyond ASCII
+# (NEL, LINE and PARAGRAPH SEPARATOR): a name must stay one line wherever it is printed.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\x85\u2028\u2029<>:"|?*\\]')
+_LEADING = re.compile(r"^[\s.]+")
 #: Longest name component kept as it is, in bytes (UTF-8); longer ones are shortened to
 #: _SHORT_BYTES plus a hash. 120 leaves room for "_frame<k>", ".png" and the temporary-file
 #: decoration within the 143 bytes of the tightest common file system (eCryptfs), and NAME_MAX.
@@ -72,8 +75,8 @@ def _sanitise(part: str) -> str:
     """A name component with nothing a file system or shell may object to (may be empty)."""
     part = unicodedata.normalize("NFC", part)
     part = "".join("_" if 0xD800 <= ord(c) <= 0xDFFF else c for c in part)  # undecodable bytes
-    part = _UNSAFE.sub("_", part).strip()
-    return part.lstrip(".").strip()
+    # no leading dot, even behind spaces (". .jpg" must not become the hidden ".jpg")
+    return _LEADING.sub("", _UNSAFE.sub("_", part)).rstrip()
 
 
 def _component(part: str, last: bool) -> str:
@@ -123,6 +126,9 @@ def output_name(rel: str, frame: int | None = None) -> str:
     return "/".join(out)
 
 
+_LINE_BREAKS = "\x85\u2028\u2029"
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as os.fsdecode keeps it
@@ -131,6 +137,8 @@ def _escape_char(ch: str) -> str:
         return f"%u{code:04X}"
     if ch in "%#" or code < 0x20 or code == 0x7F:
         return f"%{code:02X}"
+    if ch in _LINE_BREAKS:  # a line break to str.splitlines, though not ASCII
+        return f"%u{code:04X}"
     return ch
 
 

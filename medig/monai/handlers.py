@@ -20,6 +20,7 @@ from medig.audit.manifest import write_manifest
 from medig.audit.plan import AuditPlan
 from medig.audit.records import explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
+from medig.audit.store import output_name, row_path
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
 from medig.monai.array import IntegratedGradients, eval_mode_of, to_unit_range
@@ -312,8 +313,9 @@ class IntegratedGradientsHandler:
                                                                 self.percentile)
             picture = side_by_side(item["image"],
                                    overlay(item["image"], item["map"], item["mask"], clip))
-            row["path"] = rel
-            row["overlay"] = f"overlays/{rel}.png"
+            # named as medig audit names them: escaped one-line paths, safe output names
+            row["path"] = row_path(rel)
+            row["overlay"] = f"overlays/{output_name(rel)}.png"
             row["sha256"] = sha256_file(f) if f and os.path.isfile(f) else None
             save_png(self.out_dir / row["overlay"], picture)
         write_results(self.out_dir, self._rows, self.class_names)

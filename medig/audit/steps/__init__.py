@@ -23,16 +23,16 @@ from collections.abc import Sequence
 
 from medig.audit.finalise import AuditStep
 from medig.audit.settings import AuditSettings
-from medig.audit.steps.arrays import StoreArrays
+from medig.audit.steps.arrays import NameAttributions, StoreArrays
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
 from medig.audit.steps.completeness import RecordCompletenessRule
 from medig.audit.steps.explain import Explain
-from medig.audit.steps.localisation import Localisation
+from medig.audit.steps.localisation import Localise
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
 from medig.audit.steps.quality import Quality, QualitySummary
 from medig.audit.steps.sanity import SanityCheck
-from medig.audit.steps.study import IdentifyRemainingRows, StudyIdentity
+from medig.audit.steps.study import IdentifyRows, StudyIdentity
 from medig.audit.steps.study_pages import StudyPages
 from medig.audit.steps.target import RecordTarget
 from medig.audit.steps.trust import trust_steps
@@ -45,11 +45,10 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
     return [
         Preprocess(ctx),
         Laterality(),
-        StudyIdentity(ctx),  # study id (keyed hash) and file-name laterality hints
+        StudyIdentity(ctx),  # DICOM study id (keyed hash) and eye: content only
         Quality(ctx),  # gradeable / ungradeable / not fundus; --quality skip drops the latter two
         Predict(ctx),
         Explain(ctx),
-        Localisation(ctx),
         *trust_steps(ctx),  # per-image trust checks and flags
         StoreArrays(ctx),
     ]
@@ -65,7 +64,9 @@ def audit_steps(settings: AuditSettings, extra: Sequence[AuditStep] = (),
     before: list[AuditStep] = [
         RecordTarget(),  # what the colours mean, where the model's metadata came from
         RecordCompletenessRule(),  # the rule's absolute floor, in the manifest and the report
-        IdentifyRemainingRows(),  # study and eye of rows no batch step saw
+        IdentifyRows(),  # study and eye of every row, from its own name unless DICOM
+        Localise(),  # lesion-mask figures from the stored maps and today's masks
+        NameAttributions(),  # --save-attributions files for names that share stored work
         SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
     ]
     if settings.quality != "off":
