@@ -25,7 +25,8 @@ import math
 import torch
 from torch import Tensor
 
-from medig.preprocess.fov import circle_mask, detect_fov_circles
+from medig.preprocess.field_of_view import circle_mask
+from medig.preprocess.fov_detection import detect_fov_circles
 from medig.preprocess.graham import gaussian_blur_masked
 
 __all__ = ["DEGRADATIONS", "SEVERITIES", "defocus", "degrade", "full_frame_crop", "over_expose",
