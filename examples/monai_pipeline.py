@@ -31,8 +31,8 @@ from medig.monai import (
     IntegratedGradientsHandler,
     minmax_normalizer,
 )
-from medig.render import attribution_map, save_png
 from medig.report import build_report
+from medig.visualize import attribution_map, save_png
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"}
 

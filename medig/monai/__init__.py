@@ -5,7 +5,7 @@
 Importable only where MONAI is installed (``pip install "medig[monai]"`` also brings
 ``pytorch-ignite`` for the handler); nothing in medig's core imports this package. Everything here
 is a thin adapter over :mod:`medig.preprocess`, :class:`medig.FundusIntegratedGradients`,
-:mod:`medig.render` and :mod:`medig.audit.records`: same numbers as the core API.
+:mod:`medig.visualize` and :mod:`medig.audit.records`: same numbers as the core API.
 
 Name clash: :class:`medig.monai.FundusPreprocess` is a MONAI ``Transform`` for one channel-first
 image as MONAI loads it; :class:`medig.preprocess.FundusPreprocess` is the batched ``nn.Module`` of

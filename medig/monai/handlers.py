@@ -23,7 +23,8 @@ from medig.audit.settings import AuditSettings
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
 from medig.monai.array import IntegratedGradients, eval_mode_of, to_unit_range
-from medig.render import (
+from medig.utils import sha256_file
+from medig.visualize import (
     DEFAULT_PERCENTILE,
     abs_quantiles,
     attribution_map,
@@ -33,7 +34,6 @@ from medig.render import (
     save_png,
     side_by_side,
 )
-from medig.utils import sha256_file
 
 try:  # MONAI >= 1.4
     from monai.utils import IgniteInfo
@@ -75,7 +75,7 @@ class IntegratedGradientsHandler:
     :meth:`medig.FundusIntegratedGradients.explain`; when the run completes it writes, in
     ``out_dir``, exactly what ``medig audit`` writes: ``results.jsonl``/``results.csv`` (rows from
     :func:`medig.audit.records.explanation_rows`), ``overlays/<path>.png`` (original | green/red
-    overlay, :mod:`medig.render`) and ``manifest.json``, so ``medig report out_dir`` (or
+    overlay, :mod:`medig.visualize`) and ``manifest.json``, so ``medig report out_dir`` (or
     :func:`medig.report.build_report`) turns the evaluation into the same PDF.
 
     Engines run under ``torch.no_grad()``; the core re-enables input gradients itself. The network
