@@ -2,7 +2,7 @@
 """All per-image checks of an explained batch in one call, as result columns.
 
 The audit runs the checks as separate batch steps (:mod:`medig.audit.steps`); MONAI's
-:class:`~medig.monai.IntegratedGradientsd` and the engine handler call :func:`image_checks`.
+:class:`~medig.monai.ComputeIntegratedGradientsd` and the engine handler call :func:`image_checks`.
 Both produce the same columns from the same functions.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ from medig.audit.records import explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
-from medig.monai.array import IntegratedGradients, eval_mode_of, to_unit_range
+from medig.monai.array import ComputeIntegratedGradients, eval_mode_of, to_unit_range
 from medig.utils import sha256_file
 from medig.visualize import (
     DEFAULT_PERCENTILE,
@@ -103,10 +103,10 @@ class IntegratedGradientsHandler:
     seed : int
         Seed of the sampling.
     image_key : str
-        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`FundusPreprocessd`'s
+        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`PreprocessFundusd`'s
         output); file names come from its MetaTensor ``filename_or_obj`` metadata.
     mask_key : str, optional
-        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`FundusPreprocessd`
+        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`PreprocessFundusd`
         writes); when absent the overlays and colour scale use every pixel.
     root : str, optional
         Paths in the rows are relative to it (default: the deepest folder common to all inputs).
@@ -229,8 +229,8 @@ class IntegratedGradientsHandler:
         names = [names[int(i)] for i in idx]
 
         scored = explained_output(model, self.output)
-        ig = IntegratedGradients(scored, baselines=self.baselines, target=self.target,
-                                 **self.options)
+        ig = ComputeIntegratedGradients(scored, baselines=self.baselines, target=self.target,
+                                        **self.options)
         with eval_mode_of(model), torch.no_grad():
             probabilities = torch.softmax(model(x).double(), dim=1)
         explanation = ig.explain(x, None if self.target is None else self.target)

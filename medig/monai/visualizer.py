@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from medig.attr import Explanation
 from medig.baselines import BaselineSpec
-from medig.monai.array import IntegratedGradients
+from medig.monai.array import ComputeIntegratedGradients
 from medig.visualize import attribution_map
 
 __all__ = ["IntegratedGradientsVisualizer", "minmax_normalizer"]
@@ -72,9 +72,10 @@ class IntegratedGradientsVisualizer:
         postprocessing: Callable[[Tensor], Tensor] | None = minmax_normalizer,
     ) -> None:
         self.nn_module = nn_module
-        self.ig = IntegratedGradients(nn_module, baselines=baselines,
-                                      completeness_tol=completeness_tol, max_steps=max_steps,
-                                      method=method, internal_batch_size=internal_batch_size)
+        self.ig = ComputeIntegratedGradients(nn_module, baselines=baselines,
+                                             completeness_tol=completeness_tol,
+                                             max_steps=max_steps, method=method,
+                                             internal_batch_size=internal_batch_size)
         self.postprocessing = postprocessing
         self.last_explanation: Explanation | None = None
 
@@ -93,7 +94,7 @@ class IntegratedGradientsVisualizer:
         baselines = kwargs.pop("baselines", None)
         ig = self.ig
         if kwargs or baselines is not None:
-            ig = IntegratedGradients(
+            ig = ComputeIntegratedGradients(
                 self.nn_module,
                 baselines=self.ig.explainer.baselines if baselines is None else baselines,
                 **{name: kwargs.get(name, getattr(self.ig, name))
