@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import medig.checks.thresholds as thresholds
 from medig.attr import Explanation
-from medig.checks import thresholds
 from medig.checks._grid import FovArg, resolve_fov
 from medig.checks.agreement import DEFAULT_CELL, TOPK_FRACTION, per_baseline_agreement
 from medig.checks.deletion import deletion_curve

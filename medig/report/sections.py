@@ -15,7 +15,6 @@ from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer
 from medig.report.charts import completeness_chart
 from medig.report.data import relative_error_bins
 from medig.report.fonts import markup
-from medig.report.images import prediction_text
 from medig.report.layout import (
     ReportContext,
     fill,
@@ -26,6 +25,7 @@ from medig.report.layout import (
     table,
 )
 from medig.report.quality import quality_key_lines
+from medig.report.targets import prediction_text
 from medig.report.tolerance import atol_of, rule_values
 from medig.visualize import legend_strip, png_bytes
 
