@@ -4,7 +4,7 @@ release."""
 from __future__ import annotations
 
 from medig._deprecation import warn_moved
-from medig.visualize.overlay import (
+from medig.visualize.overlays import (
     DEFAULT_DIM,
     DEFAULT_GAMMA,
     DEFAULT_PERCENTILE,

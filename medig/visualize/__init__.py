@@ -2,11 +2,12 @@
 """Pictures of attributions: green/red overlays on the dimmed fundus, their colour scale (per image
 or pooled over a cohort), side-by-side panels, the legend strip and PNG output.
 
-Everything lives in :mod:`medig.visualize.overlay`; the public names are re-exported here.
+Everything lives in :mod:`medig.visualize.overlays` (plural, so that the module is not hidden by
+the function :func:`overlay` re-exported here).
 """
 from __future__ import annotations
 
-from medig.visualize.overlay import (
+from medig.visualize.overlays import (
     DEFAULT_DIM,
     DEFAULT_GAMMA,
     DEFAULT_PERCENTILE,
