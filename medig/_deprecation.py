@@ -7,29 +7,18 @@ through :func:`renamed_attribute`, which warns on every use. medig's own code im
 """
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["renamed_attribute", "warn_moved"]
 
-_IMPORT_MACHINERY = ("<frozen importlib", "<frozen zipimport")
-
-
-def _outside_imports(skip: int) -> int:
-    """The ``stacklevel`` of the first frame above ``skip`` levels that is not the import
-    machinery, so the warning names the line that imported the old path."""
-    level, frame = skip, sys._getframe(skip)
-    while frame is not None and frame.f_code.co_filename.startswith(_IMPORT_MACHINERY):
-        level, frame = level + 1, frame.f_back
-    return level
-
 
 def warn_moved(old: str, new: str) -> None:
     """Warn that module ``old`` is now ``new``; called at the top of the shim left at ``old``."""
+    # stacklevel 3: the line importing the old path (warnings skips the import machinery's frames)
     warnings.warn(f"{old} is deprecated and will be removed in the next release; "
-                  f"import from {new} instead", DeprecationWarning, stacklevel=_outside_imports(3))
+                  f"import from {new} instead", DeprecationWarning, stacklevel=3)
 
 
 def renamed_attribute(module: str, renamed: Mapping[str, str], namespace: Mapping[str, Any],
