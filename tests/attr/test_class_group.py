@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import medig
 from captum.attr import IntegratedGradients
 
+import medig
 from medig.attr.class_group import ClassGroup, GroupExplanation
 from medig.attr.outputs import GroupProbability, SoftmaxOutput, explained_output
 from tests.conftest import small_cnn
