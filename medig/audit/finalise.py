@@ -26,9 +26,9 @@ from medig.audit.plan import AuditPlan
 from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
-from medig.render import cohort_clip_value, overlay, save_png, side_by_side
 from medig.report import build_report
 from medig.utils import atomic_write
+from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
 __all__ = [
     "AuditStep",

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medig.attr.class_group import ClassGroup, parse_target
+from medig.attr.class_group import ClassGroup
+from medig.attr.target_syntax import parse_target
 from medig.audit.errors import AuditUsageError
 from medig.report.targets import declared_where
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medig.preprocess.fov import fov_mask
+from medig.preprocess.fov_detection import fov_mask
 
 __all__ = ["FovArg", "average_ranks", "cell_grid", "channel_map", "fov_or_all", "resolve_fov",
            "spearman", "ssim", "topk_overlap"]

@@ -2,7 +2,7 @@
 """All per-image checks of an explained batch in one call, as result columns.
 
 The audit runs the checks as separate batch steps (:mod:`medig.audit.steps`); MONAI's
-:class:`~medig.monai.IntegratedGradientsd` and the engine handler call :func:`image_checks`.
+:class:`~medig.monai.ComputeIntegratedGradientsd` and the engine handler call :func:`image_checks`.
 Both produce the same columns from the same functions.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import medig.checks.thresholds as thresholds
 from medig.attr import Explanation
-from medig.checks import thresholds
 from medig.checks._grid import FovArg, resolve_fov
 from medig.checks.agreement import DEFAULT_CELL, TOPK_FRACTION, per_baseline_agreement
 from medig.checks.deletion import deletion_curve

@@ -23,8 +23,9 @@ from medig.audit.settings import AuditSettings
 from medig.audit.store import output_name, row_path
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
-from medig.monai.array import IntegratedGradients, eval_mode_of, to_unit_range
-from medig.render import (
+from medig.monai.array import ComputeIntegratedGradients, eval_mode_of, to_unit_range
+from medig.utils import sha256_file
+from medig.visualize import (
     DEFAULT_PERCENTILE,
     abs_quantiles,
     attribution_map,
@@ -34,7 +35,6 @@ from medig.render import (
     save_png,
     side_by_side,
 )
-from medig.utils import sha256_file
 
 try:  # MONAI >= 1.4
     from monai.utils import IgniteInfo
@@ -76,7 +76,7 @@ class IntegratedGradientsHandler:
     :meth:`medig.FundusIntegratedGradients.explain`; when the run completes it writes, in
     ``out_dir``, exactly what ``medig audit`` writes: ``results.jsonl``/``results.csv`` (rows from
     :func:`medig.audit.records.explanation_rows`), ``overlays/<path>.png`` (original | green/red
-    overlay, :mod:`medig.render`) and ``manifest.json``, so ``medig report out_dir`` (or
+    overlay, :mod:`medig.visualize`) and ``manifest.json``, so ``medig report out_dir`` (or
     :func:`medig.report.build_report`) turns the evaluation into the same PDF.
 
     Engines run under ``torch.no_grad()``; the core re-enables input gradients itself. The network
@@ -104,10 +104,10 @@ class IntegratedGradientsHandler:
     seed : int
         Seed of the sampling.
     image_key : str
-        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`FundusPreprocessd`'s
+        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`PreprocessFundusd`'s
         output); file names come from its MetaTensor ``filename_or_obj`` metadata.
     mask_key : str, optional
-        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`FundusPreprocessd`
+        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`PreprocessFundusd`
         writes); when absent the overlays and colour scale use every pixel.
     root : str, optional
         Paths in the rows are relative to it (default: the deepest folder common to all inputs).
@@ -230,8 +230,8 @@ class IntegratedGradientsHandler:
         names = [names[int(i)] for i in idx]
 
         scored = explained_output(model, self.output)
-        ig = IntegratedGradients(scored, baselines=self.baselines, target=self.target,
-                                 **self.options)
+        ig = ComputeIntegratedGradients(scored, baselines=self.baselines, target=self.target,
+                                        **self.options)
         with eval_mode_of(model), torch.no_grad():
             probabilities = torch.softmax(model(x).double(), dim=1)
         explanation = ig.explain(x, None if self.target is None else self.target)

@@ -40,7 +40,6 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from medig.render import legend_strip, png_bytes
 from medig.report.data import AuditData, load_audit
 from medig.report.fonts import get_fonts
 from medig.report.images import overlay_path, overlay_pictures
@@ -57,6 +56,7 @@ from medig.report.layout import (
 from medig.report.quality import quality_figures
 from medig.report.template import resolve_template
 from medig.utils import atomic_write
+from medig.visualize import legend_strip, png_bytes
 
 __all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "audit_time", "build_study_pages", "group_studies",
            "study_page_id"]

@@ -13,7 +13,7 @@ from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from medig import FundusIntegratedGradients
-from medig.monai import FundusPreprocessd, IntegratedGradientsHandler
+from medig.monai import IntegratedGradientsHandler, PreprocessFundusd
 from tests.monai.conftest import SIZE
 
 CLASSES = ["healthy", "referable"]
@@ -22,7 +22,7 @@ CLASSES = ["healthy", "referable"]
 def _loader(fundus_dir, batch_size=2):
     transform = Compose([
         LoadImaged("image", reader=PILReader(), image_only=True), EnsureChannelFirstd("image"),
-        FundusPreprocessd("image", size=SIZE, reverse_indexing=True),
+        PreprocessFundusd("image", size=SIZE, reverse_indexing=True),
     ])
     data = [{"image": str(f), "label": 0} for f in sorted(fundus_dir.glob("*.png"))]
     return DataLoader(Dataset(data, transform), batch_size=batch_size, num_workers=0)

@@ -14,8 +14,8 @@ from torch import Tensor
 from medig.audit.finalise import FinishedAudit
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.audit.store import output_name, parse_row_path
-from medig.render import abs_quantiles, clip_value
 from medig.utils import atomic_write
+from medig.visualize import abs_quantiles, clip_value
 
 __all__ = ["NameAttributions", "StoreArrays"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medig.attr.precision import path_dtype
 from medig.audit.steps.batch import AuditContext, ImageBatch
-from medig.render import attribution_map
+from medig.visualize import attribution_map
 
 __all__ = ["Explain"]
 
