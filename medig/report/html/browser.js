@@ -57,15 +57,15 @@
     { key: "path", label: "Image", width: "minmax(120px, 1fr)", cls: "path" },
     { key: "predicted", label: "Prediction", width: "minmax(70px, 120px)" },
     { key: "probability", label: "p", width: "46px", num: true, fmt: f2 },
-    { key: "target", label: "Explained", width: "minmax(60px, 100px)" },
+    { key: "target", label: "Explained", width: "minmax(56px, 90px)" },
     { key: "relative_error", label: "Compl. err.", width: "68px", num: true, fmt: pct }
   ];
   if (HAS.map_error) COLS.push({ key: "map_error", label: "Map err.", width: "64px", num: true, fmt: f4 });
   COLS.push(
-    { key: "flags", label: "Flags", width: "minmax(60px, 130px)" },
-    { key: "quality", label: "Quality", width: "84px" },
-    { key: "laterality", label: "Eye", width: "36px" },
-    { key: "study", label: "Study", width: "minmax(40px, 80px)" }
+    { key: "flags", label: "Flags", width: "minmax(80px, 150px)" },
+    { key: "quality", label: "Quality", width: "92px" },
+    { key: "laterality", label: "Eye", width: "34px" },
+    { key: "study", label: "Study", width: "minmax(40px, 72px)" }
   );
   document.body.style.setProperty("--cols", COLS.map(function (c) { return c.width; }).join(" "));
 
@@ -129,6 +129,7 @@
       } else if (c.key === "flags") {
         if (r.status === "error") { cell.textContent = r.error || "could not be read"; cell.title = cell.textContent; }
         r.flags.forEach(function (f) { cell.appendChild(el("span", "flag", f)); });
+        if (r.flags.length) cell.title = r.flags.join(", ");
       } else {
         cell.textContent = cellText(r, c);
         if (c.key === "path") cell.title = r.path;
@@ -160,13 +161,18 @@
   function renderAll() {
     if (pending !== null) { clearTimeout(pending); pending = null; }
     buildUpTo(order.length);
+    allBuilt();
+  }
+  function allBuilt() {
+    if (document.documentElement.dataset.rows === "all") return;
     document.documentElement.dataset.rows = "all";
+    performance.mark("medig-rows");
   }
   function buildLater() {
     pending = setTimeout(function () {
       pending = null;
       buildUpTo(built + 2000);
-      if (built < order.length) buildLater(); else document.documentElement.dataset.rows = "all";
+      if (built < order.length) buildLater(); else allBuilt();
     }, 0);
   }
 
@@ -404,6 +410,6 @@
   thead.querySelector('button[data-key="path"]').setAttribute("aria-sort", "ascending");
   performance.mark("medig-usable");
   document.documentElement.dataset.usable = "1";
-  if (built < order.length) buildLater(); else document.documentElement.dataset.rows = "all";
+  if (built < order.length) buildLater(); else allBuilt();
   if (location.hash === "#images") showTab("images");
 })();

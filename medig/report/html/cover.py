@@ -20,7 +20,7 @@ from medig.report.trust import VERDICT_WORDS, thresholds_of, trust_rows
 __all__ = ["charts_html", "cover_html", "problems_html"]
 
 _QUALITY = {"gradeable": "gradeable", "ungradeable": "ungradeable",
-            "not_fundus": "not a fundus photograph", "skipped": "skipped"}
+            "not_fundus": "not fundus", "skipped": "skipped"}
 
 
 def _e(text: Any) -> str:
