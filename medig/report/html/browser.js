@@ -32,6 +32,7 @@
   }
   function f2(v) { v = num(v); return v === null ? "" : v.toFixed(2); }
   function f4(v) { v = num(v); return v === null ? "" : (Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(3) : v.toPrecision(4)); }
+  var SHORT_FLAG = { "baseline-dependent": "baseline", "not-faithful": "unfaithful" };
   var QUALITY = { gradeable: "gradeable", ungradeable: "ungradeable", not_fundus: "not fundus" };
   function imageUrl(rel) {
     // Only a relative path inside the audit folder (the results' own ``overlay`` column).
@@ -54,18 +55,18 @@
   // ------------------------------------------------------------------ columns
   var COLS = [
     { key: "thumb", label: "", width: "44px" },
-    { key: "path", label: "Image", width: "minmax(120px, 1fr)", cls: "path" },
-    { key: "predicted", label: "Prediction", width: "minmax(70px, 120px)" },
-    { key: "probability", label: "p", width: "46px", num: true, fmt: f2 },
-    { key: "target", label: "Explained", width: "minmax(56px, 90px)" },
-    { key: "relative_error", label: "Compl. err.", width: "68px", num: true, fmt: pct }
+    { key: "path", label: "Image", width: "minmax(110px, 1fr)", cls: "t" },
+    { key: "predicted", label: "Prediction", width: "minmax(72px, 110px)", cls: "t" },
+    { key: "probability", label: "p", width: "44px", num: true, fmt: f2, title: "probability of the prediction" },
+    { key: "target", label: "Explained", width: "minmax(64px, 100px)", cls: "t" },
+    { key: "relative_error", label: "Error", width: "74px", num: true, fmt: pct, title: "relative completeness error" }
   ];
-  if (HAS.map_error) COLS.push({ key: "map_error", label: "Map err.", width: "64px", num: true, fmt: f4 });
+  if (HAS.map_error) COLS.push({ key: "map_error", label: "Map err.", width: "70px", num: true, fmt: f4, title: "map error" });
   COLS.push(
-    { key: "flags", label: "Flags", width: "minmax(80px, 150px)" },
-    { key: "quality", label: "Quality", width: "92px" },
-    { key: "laterality", label: "Eye", width: "34px" },
-    { key: "study", label: "Study", width: "minmax(40px, 72px)" }
+    { key: "flags", label: "Flags", width: "minmax(76px, 120px)", cls: "t" },
+    { key: "quality", label: "Quality", width: "88px", cls: "t" },
+    { key: "laterality", label: "Eye", width: "38px" },
+    { key: "study", label: "Study", width: "minmax(40px, 70px)" }
   );
   document.body.style.setProperty("--cols", COLS.map(function (c) { return c.width; }).join(" "));
 
@@ -77,7 +78,7 @@
     var b = el("button", null, c.label);
     b.type = "button";
     b.dataset.key = c.key;
-    b.title = "Sort by " + (c.label || c.key);
+    b.title = "Sort by " + (c.title || c.label);
     b.setAttribute("role", "columnheader");
     b.addEventListener("click", function () {
       if (sortKey === c.key) sortDir = -sortDir; else { sortKey = c.key; sortDir = 1; }
@@ -128,12 +129,12 @@
         }
       } else if (c.key === "flags") {
         if (r.status === "error") { cell.textContent = r.error || "could not be read"; cell.title = cell.textContent; }
-        r.flags.forEach(function (f) { cell.appendChild(el("span", "flag", f)); });
+        r.flags.forEach(function (f) { cell.appendChild(el("span", "flag", SHORT_FLAG[f] || f)); });
         if (r.flags.length) cell.title = r.flags.join(", ");
       } else {
         cell.textContent = cellText(r, c);
-        if (c.key === "path") cell.title = r.path;
-        if (c.key === "quality" && r.quality) cell.className = "q-" + r.quality;
+        if (c.key === "path" || c.key === "study") cell.title = r[c.key] || "";
+        if (c.key === "quality" && r.quality) cell.classList.add("q-" + r.quality);
       }
       row.appendChild(cell);
     });

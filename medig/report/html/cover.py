@@ -103,7 +103,7 @@ def _faithfulness_chart(ctx: ReportContext) -> str:
         bars.append(Bar(label, n, colour=ORANGE if hi <= limit else BLUE))
     marker = 1.0 + edges.index(round(limit, 6))
     return bar_chart(bars, "Faithfulness (images per bin)",
-                     "random-removal AUC minus the map's deletion AUC", marker,
+                     "deletion AUC gain over random removal, (random - map) / range", marker,
                      f"not faithful at or below {limit:g}")
 
 

@@ -84,7 +84,7 @@ def bar_chart(bars: list[Bar], title: str, caption: str = "", marker: float | No
         if marker_label:
             anchor = "end" if marker > len(bars) * 0.6 else "start"
             dx = -3 if anchor == "end" else 3
-            out.append(f'<text x="{_t(mx + dx)}" y="{top_pad - 12}" class="cm" '
+            out.append(f'<text x="{_t(mx + dx)}" y="{top_pad - 21}" class="cm" '
                        f'text-anchor="{anchor}">{escape(marker_label)}</text>')
     if caption:
         out.append(f'<text x="{_t(x0 + cw / 2)}" y="{height - 6}" class="cc">'
