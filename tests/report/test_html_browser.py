@@ -77,9 +77,11 @@ def _wait(driver, script: str, timeout: float = 10.0):
 
 
 def _visible_paths(driver) -> list[str]:
+    """The rows the table displays, in order (display: none counts as not shown)."""
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('#tbody [data-path]'))"
-        ".filter(function (e) { return !e.hidden; }).map(function (e) { return e.dataset.path; })")
+        ".filter(function (e) { return getComputedStyle(e).display !== 'none'; })"
+        ".map(function (e) { return e.dataset.path; })")
 
 
 def test_acceptance_hostile_names_unreadable_files(audited, driver, tmp_path):

@@ -64,7 +64,7 @@
   if (HAS.map_error) COLS.push({ key: "map_error", label: "Map err.", width: "70px", num: true, fmt: f4, title: "map error" });
   COLS.push(
     { key: "flags", label: "Flags", width: "minmax(76px, 120px)", cls: "t" },
-    { key: "quality", label: "Quality", width: "88px", cls: "t" },
+    { key: "quality", label: "Quality", width: "92px" },
     { key: "laterality", label: "Eye", width: "38px" },
     { key: "study", label: "Study", width: "minmax(40px, 70px)" }
   );
