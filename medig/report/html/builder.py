@@ -57,9 +57,12 @@ def render_html(out_dir: str | os.PathLike, template: str | os.PathLike | dict[s
     out = Path(out_dir)
     tpl = resolve_template(template)
     data = load_audit(out)
+    # The PDF's context gives the same sentences and verdicts; its page size is not used here.
     ctx = ReportContext(out, data, tpl, include_phi, get_fonts(), 500.0, 700.0)
     script, style = _asset("browser.js"), _asset("browser.css")
-    csp = ("default-src 'none'; img-src 'self' file: data:; "
+    # Images: the audit folder only. 'self' is enough in Chromium; file: is for browsers that give
+    # each local file its own origin (Firefox). Neither lets anything load from the network.
+    csp = ("default-src 'none'; img-src 'self' file:; "
            f"style-src {_sha256(style)}; script-src {_sha256(script)}; "
            "base-uri 'none'; form-action 'none'")
     rep = tpl["report"]
