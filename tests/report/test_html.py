@@ -125,3 +125,12 @@ def test_assets_are_package_data():
               and p.is_file()]
     assert {p.name for p in assets} >= {"browser.js", "browser.css"}
     assert all(any(p.match(g) for g in globs) for p in assets)
+
+
+def test_script_never_parses_data_as_html():
+    script = (Path(__file__).resolve().parents[2] / "medig" / "report" / "html"
+              / "browser.js").read_text(encoding="utf-8")
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function", "setAttribute(\"style\"", "setAttribute('style'"):
+        assert sink not in script, sink
+    assert "textContent" in script

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // medig cohort browser (inlined into report.html). Every string from the data is inserted as
-// text (textContent, never innerHTML), so a file name cannot become markup.
+// text (textContent), never parsed as markup, so a file name cannot become an element.
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("medig-data").textContent);
