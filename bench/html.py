@@ -147,6 +147,7 @@ def _open_once(page: Path) -> dict:
             time.sleep(0.05)
         result = driver.execute_script(_PAGE_TIMES)
         result["errors"] = browser_kit.console_errors(driver)
+        result["browser"] = driver.capabilities.get("browserVersion", "?")
         return result
     finally:
         driver.quit()
@@ -165,7 +166,7 @@ def main() -> None:
     info = machine()
     png256 = _overlay_png(256)
     png512 = _overlay_png(512, seed=1)
-    rows_out = []
+    rows_out, browsers = [], set()
     with tempfile.TemporaryDirectory(prefix="medig-bench-html-") as tmp:
         for n in args.sizes:
             root = _write_audit(Path(tmp) / f"audit{n}", n, png256)
@@ -175,6 +176,7 @@ def main() -> None:
             runs = [_open_once(page) for _ in range(args.reps)]
             assert all(r["total"] == n for r in runs), runs
             errors = sorted({e for r in runs for e in r["errors"]})
+            browsers |= {r["browser"] for r in runs}
 
             def med(key: str, runs: list[dict] = runs) -> str:
                 return f"{statistics.median(r[key] for r in runs):.0f}"
@@ -185,7 +187,8 @@ def main() -> None:
                              "none" if not errors else "; ".join(errors)[:80]])
     inline = len(png512) * 4 / 3
     lines = header("html (cohort browser)", "python bench/html.py " + " ".join(sys.argv[1:]), info)
-    lines += [f"Median of {args.reps} fresh headless Chromium starts per size (viewport "
+    lines += [f"Median of {args.reps} fresh headless Chromium {', '.join(sorted(browsers))} "
+              f"starts per size (viewport "
               "1366x768), page opened from file://. usable / all rows / load: ms from navigation "
               "start; sort / filter: one click / one keystroke, in-page script time.", ""]
     lines += table(["rows", "report.html", "build_html", "usable", "all rows", "load",
