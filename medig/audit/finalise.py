@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """From stored work to the audit's outputs: overlays at one colour scale, ``results.*``,
-``manifest.json``, ``report.pdf``, and the audit steps that run once per audit.
+``manifest.json``, ``report.pdf``, ``report.html``, and the audit steps that run once per audit.
 
 Under ``torchrun`` every rank stores its work and a rank report; rank 0 pools the cohort colour
 scale, each rank draws its own overlays (:func:`draw_own_overlays`), and rank 0 merges the rest
@@ -27,6 +27,7 @@ from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
 from medig.report import build_report
+from medig.report.html import build_html
 from medig.utils import atomic_write
 from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
@@ -54,6 +55,7 @@ class AuditSummary:
     seconds: float = 0.0
     mean_steps: float | None = None
     report: Path | None = None
+    html: Path | None = None  # the cohort browser, report.html
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -210,7 +212,8 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
                    cohort: float | None = None, model: nn.Module | None = None,
                    steps: tuple[Sequence[AuditStep], Sequence[AuditStep]] = ((), ()),
                    ) -> AuditSummary:
-    """Merge the stored work into overlays, ``results.*``, ``manifest.json`` and ``report.pdf``.
+    """Merge the stored work into overlays, ``results.*``, ``manifest.json``, ``report.pdf`` and
+    ``report.html``.
 
     Parameters
     ----------
@@ -266,6 +269,8 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
         **audit.manifest)
     summary.report = build_report(out_dir, template=settings.template,
                                   include_phi=settings.include_phi)
+    summary.html = build_html(out_dir, template=settings.template,
+                              include_phi=settings.include_phi)
     for step in after:
         step(audit)
     return summary
