@@ -271,6 +271,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medig.report import TemplateError, build_report
+    from medig.report.data import ResultsMismatchError
 
     if not (Path(args.out) / "results.jsonl").is_file():
         _error(f"{args.out}: no results.jsonl here; run 'medig audit' first")
@@ -282,6 +283,9 @@ def _run_report(args: argparse.Namespace) -> int:
 
             pages = build_study_pages(args.out, template=args.template)
             print(f"study pages: {len(pages)} in {Path(args.out) / 'studies'}")
+    except ResultsMismatchError as error:  # a cut or edited results.jsonl: no report from it
+        _error(str(error))
+        return EXIT_USAGE
     except (TemplateError, OSError) as error:
         _error(str(error))
         return EXIT_FAILED

@@ -45,13 +45,17 @@ from medig.audit.lock import OutputLock
 from medig.audit.manifest import read_manifest, write_manifest
 from medig.audit.model_setup import load_for_audit
 from medig.audit.progress import Progress
-from medig.audit.settings import AuditSettings, settings_problem
+from medig.audit.settings import NUMERIC_SETTINGS, AuditSettings, settings_problem
 from medig.audit.steps import audit_steps
-from medig.audit.store import WorkStore, record_key, unreadable_key
+from medig.audit.store import DamagedWorkError, WorkStore, record_key, unreadable_key
+from medig.audit.study import SECRET_NAME, StudySecretError, audit_secret
 from medig.audit.targets import checked_target
 from medig.utils import atomic_write, remove_stale_temporaries, sha256_file
 
 __all__ = ["AuditError", "AuditSummary", "SettingsChangedError", "finalise_audit", "run_audit"]
+
+#: How often damaged stored work found while finalising is recomputed before the audit gives up.
+_REPAIRS = 2
 
 
 def _hash_items(items: Sequence[AuditInput]) -> list[str]:
@@ -68,17 +72,59 @@ def _hash_items(items: Sequence[AuditInput]) -> list[str]:
         return list(pool.map(one, items))
 
 
+def _changed_settings(out_dir: Path, settings: AuditSettings) -> list[str]:
+    """The numeric settings in which the audit stored in ``out_dir`` differs from ``settings``.
+
+    The evidence is ``manifest.json`` and the work store's own copy of the settings
+    (``.medig/settings.json``); when neither can be read, the settings keys of the stored records:
+    a deleted or damaged manifest never lets work of other settings mix with this audit's.
+    """
+    store = WorkStore(out_dir)
+    manifest = read_manifest(out_dir)
+    saved = store.load_settings()
+    recorded = [m["settings"] for m in (manifest, saved) if m is not None and "settings" in m]
+    changed = {name for previous in recorded for name in settings.changed_from(previous)}
+    found = [n for n in NUMERIC_SETTINGS if n in changed]
+    if not recorded and store.settings_keys() - {settings.key()}:
+        found.append("numeric settings, according to the stored work (manifest.json is missing "
+                     "or damaged)")
+    return found
+
+
 def _check_out_dir(out_dir: Path, settings: AuditSettings, force: bool) -> bool:
-    """Whether ``out_dir`` holds an audit made with other numeric settings (refused unless forced)."""
-    previous = read_manifest(out_dir)
-    if previous is None:
-        return False
-    changed = settings.changed_from(previous.get("settings", {}))
+    """Whether ``out_dir`` holds an audit that must be cleared first: one made with other numeric
+    settings, or whose study secret is damaged (new study ids). Refused unless forced."""
+    changed = _changed_settings(out_dir, settings)
     if changed and not force:
         raise SettingsChangedError(
             f"{out_dir} holds an audit made with other settings (changed: {', '.join(changed)}); "
             "use a new --out folder, or --force to re-audit into this one")
-    return bool(changed)
+    secret_damaged = False
+    if os.path.lexists(Path(out_dir) / ".medig" / SECRET_NAME):
+        try:
+            audit_secret(out_dir)
+        except StudySecretError as error:
+            if not force:
+                raise SettingsChangedError(
+                    f"{error}: restore it, use a new --out folder, or --force to re-audit into "
+                    "this one with new study ids") from None
+            secret_damaged = True
+    return bool(changed) or secret_damaged
+
+
+def _pending(batch: Sequence[int], items: Sequence[AuditInput], store: WorkStore,
+             keys: dict[int, str]) -> list[int]:
+    """The inputs of ``batch`` to compute: the whole batch as soon as one of its images is not done.
+
+    An image's numbers depend in their last float32 bits on its batch-mates (the completeness
+    gap ``delta`` shows it in the fourth digit), so resumed work is bit-identical only if a batch
+    is recomputed as the unit it was computed in. Inputs known to be unreadable (``item.error``)
+    never join the model's batch: retrying them alone changes nobody's numbers.
+    """
+    pending = [i for i in batch if not store.is_done(keys[i])]
+    if any(items[i].error is None for i in pending):
+        return list(batch)
+    return pending
 
 
 def _clear_previous_audit(out_dir: Path) -> None:
@@ -169,8 +215,17 @@ def run_audit(
         items = collect_inputs(inputs, settings.masks, exclude=[out])
         if not items:
             raise AuditError(f"no image files found in {', '.join(map(str, inputs))}")
-        stale = _check_out_dir(out, settings, force)
-        if stale and ctx.is_main:
+        # Rank 0 judges the folder (one warning per damaged file, not one per rank).
+        verdict: bool | AuditError | None = None
+        if ctx.is_main:
+            try:
+                verdict = _check_out_dir(out, settings, force)
+            except SettingsChangedError as error:
+                verdict = error
+        verdict = broadcast(ctx, verdict)
+        if isinstance(verdict, AuditError):
+            raise verdict
+        if verdict and ctx.is_main:
             _clear_previous_audit(out)
         barrier(ctx, barrier_timeout_s)
         store = WorkStore(out)
@@ -181,6 +236,7 @@ def run_audit(
             out.mkdir(parents=True, exist_ok=True)
             write_manifest(out, settings, started=started_iso, status="running",
                            device=str(device), world_size=ctx.world_size)
+            store.save_settings(settings.key(), settings.numeric())
         # Batches are cut from the whole input list and handed out whole: an image is always
         # computed with the same batch-mates, so its numbers are bit-identical whatever the
         # number of processes and after a resume (a killed batch is recomputed as a whole).
@@ -192,8 +248,7 @@ def run_audit(
         mine = sorted(i for b in my_batches for i in b)
         shas = dict(zip(mine, _hash_items([items[i] for i in mine])))
         keys = {i: record_key(shas[i], settings.key()) for i in mine}
-        todo = [[i for i in b if not store.is_done(keys[i])] for b in my_batches]
-        todo = [b for b in todo if b]
+        todo = [p for p in (_pending(b, items, store, keys) for b in my_batches) if p]
         settings.compile = should_compile(settings.compile, device, sum(map(len, todo)))
         auditor = Auditor(model, settings.class_names, settings, device, store, out, keys)
         n_todo = sum(len(b) for b in todo)
@@ -202,13 +257,19 @@ def run_audit(
         # JPEGs decode on the GPU (nvJPEG, batched) when the audit runs on one.
         jpeg_on_device = (settings.jpeg_on_device if settings.jpeg_on_device is not None
                           else device.type == "cuda")
-        computed = 0
-        for batch in decode_batches(items, todo, settings.workers, settings.include_phi,
-                                    jpeg_on_device):
-            adopt_hashes(batch, shas, keys, settings.key())  # the bytes decoded, if changed
-            auditor.audit_batch(batch, items, shas)
-            computed += len(batch)
-            bar.update(len(batch))
+
+        def compute(batches: Sequence[Sequence[int]], bar: Progress | None = None) -> int:
+            done = 0
+            for batch in decode_batches(items, batches, settings.workers, settings.include_phi,
+                                        jpeg_on_device):
+                adopt_hashes(batch, shas, keys, settings.key())  # the bytes decoded, if changed
+                auditor.audit_batch(batch, items, shas)
+                done += len(batch)
+                if bar is not None:
+                    bar.update(len(batch))
+            return done
+
+        computed = compute(todo, bar)
         bar.close()
         rank_seconds = time.monotonic() - t0
         write_rank_report(store, ctx, started_iso, {items[i].rel: shas[i] for i in mine},
@@ -228,15 +289,42 @@ def run_audit(
             barrier(ctx, barrier_timeout_s)
         summary = AuditSummary(out, computed=computed)
         if ctx.is_main:
-            summary = finalise_audit(out, settings, items, started_iso, str(device), ctx,
-                                     cohort, model=auditor.ctx.model,
-                                     steps=audit_steps(settings))
+            for repairs in range(_REPAIRS + 1):
+                try:
+                    summary = finalise_audit(out, settings, items, started_iso, str(device), ctx,
+                                             cohort, model=auditor.ctx.model,
+                                             steps=audit_steps(settings), store=store)
+                    break
+                except DamagedWorkError as damaged:
+                    if repairs == _REPAIRS:
+                        raise
+                    computed += _repair(damaged.keys, store, ctx, started_iso, items, batches,
+                                        shas, keys, settings, compute)
+                    cohort = None  # pooled again, with the repaired work
             summary.computed = computed
         summary.seconds = time.monotonic() - t0
         return summary
     finally:
         lock.release()
         shutdown(ctx)
+
+
+def _repair(damaged: set[str], store: WorkStore, ctx, run: str, items: Sequence[AuditInput],
+            batches: Sequence[Sequence[int]], shas: dict[int, str], keys: dict[int, str],
+            settings: AuditSettings, compute: Callable[[Sequence[Sequence[int]]], int]) -> int:
+    """On rank 0, after finalising found stored work unusable: compute its inputs again, each in
+    its whole batch (as first computed), and return how many inputs were computed."""
+    reports = read_rank_reports(store, run, ctx.world_size)
+    sha_all = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
+    redo = [b for b in batches
+            if any(record_key(sha_all[items[i].rel], settings.key()) in damaged for i in b)]
+    for batch in redo:
+        for i in batch:
+            shas[i] = sha_all[items[i].rel]
+            keys[i] = record_key(shas[i], settings.key())
+    for key in damaged:
+        store.discard(key)
+    return compute(redo)
 
 
 def _load_model(settings: AuditSettings) -> tuple[nn.Module, list[str], int | None, str | None]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AuditData", "ErrorBin", "load_audit", "relative_error_bins", "tolerance_of"]
+__all__ = ["AuditData", "ErrorBin", "ResultsMismatchError", "load_audit", "relative_error_bins",
+           "tolerance_of"]
 
 # Bin edges (fractions) for the completeness chart; the audit's tolerance is inserted as an extra edge so
 # no bar straddles it.
@@ -85,21 +86,59 @@ class AuditData:
         )
 
 
+class ResultsMismatchError(ValueError):
+    """``results.jsonl`` does not hold the rows that ``manifest.json`` counts: cut or edited."""
+
+
 def _read_manifest(path: Path, notes: list[str]) -> dict[str, Any]:
-    if not path.is_file():
+    # medig.audit imports this package: import its manifest reader when it is needed.
+    from medig.audit.manifest import check_manifest
+    from medig.audit.store import read_json_file
+
+    try:
+        data = read_json_file(path)
+    except FileNotFoundError:
         notes.append("manifest.json is missing: model and run details are not available.")
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        notes.append(
-            f"manifest.json could not be read ({type(exc).__name__}): model and run details are not available."
-        )
+    except ValueError as exc:
+        notes.append(f"manifest.json could not be read ({exc}): model and run details are not "
+                     "available.")
         return {}
-    if not isinstance(data, dict):
+    manifest, problems = check_manifest(data)
+    if manifest is None:
         notes.append("manifest.json does not hold a JSON object: ignored.")
         return {}
-    return data
+    if problems:
+        notes.append(f"manifest.json entries of the wrong type are ignored: {'; '.join(problems)}.")
+    return manifest
+
+
+def _row_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The counts ``medig audit`` writes into the manifest, of the rows read."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    return {"total": len(rows), "ok": len(ok),
+            "error": sum(r.get("status") == "error" for r in rows),
+            "flagged": sum(r.get("flagged") is True for r in ok)}
+
+
+def _check_counts(results: Path, rows: list[dict[str, Any]], manifest: dict[str, Any],
+                  bad: int) -> None:
+    """Refuse rows that are not the ones the finished audit counted (a cut or edited file)."""
+    from medig.audit.manifest import manifest_counts
+
+    expected = manifest_counts(manifest) if manifest.get("status") == "complete" else None
+    if expected is None:
+        return  # nothing to compare with (not written by a finished audit)
+    found = _row_counts(rows)
+    if found == expected:
+        return
+    differ = ", ".join(f"{found[k]} {k} (manifest: {expected[k]})" for k in expected
+                       if found[k] != expected[k])
+    unparsed = f"; {bad} line(s) could not be parsed" if bad else ""
+    raise ResultsMismatchError(
+        f"{results} does not hold the rows the audit counted in manifest.json: {differ}"
+        f"{unparsed}. It was cut or edited; run the same `medig audit` command again to rewrite "
+        "it from the audit's stored work")
 
 
 def load_audit(out_dir: str | os.PathLike) -> AuditData:
@@ -118,6 +157,9 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
     ------
     FileNotFoundError
         ``results.jsonl`` is missing.
+    ResultsMismatchError
+        The rows are not those the finished audit counted in ``manifest.json`` (rows missing,
+        added, lines cut, or statuses or flags edited): no report is built from them.
     """
     out = Path(out_dir)
     results = out / "results.jsonl"
@@ -125,6 +167,7 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
         raise FileNotFoundError(f"{results} not found: run `medig audit` first")
     notes: list[str] = []
     by_path: dict[str, dict[str, Any]] = {}
+    read: list[dict[str, Any]] = []
     bad = 0
     with open(results, encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -139,14 +182,15 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
                 bad += 1
                 continue
             by_path[row["path"]] = row
+            read.append(row)
     if bad:
         notes.append(
             f"{bad} line(s) of results.jsonl could not be parsed and are not in this report."
         )
+    manifest = _read_manifest(out / "manifest.json", notes)
+    _check_counts(results, read, manifest, bad)
     rows = [by_path[p] for p in sorted(by_path)]
-    return AuditData(
-        rows=rows, manifest=_read_manifest(out / "manifest.json", notes), bad_lines=bad, notes=notes
-    )
+    return AuditData(rows=rows, manifest=manifest, bad_lines=bad, notes=notes)
 
 
 def tolerance_of(manifest: dict[str, Any]) -> float | None:
