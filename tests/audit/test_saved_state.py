@@ -188,6 +188,20 @@ def test_a_damaged_manifest_is_rewritten(copy, caplog, content):
     assert all(r.exc_info is None for r in caplog.records)
 
 
+@pytest.mark.parametrize("content", [b"[]", b'{"key": [], "result": 5}', b"\xff\xfe"])
+def test_a_damaged_sanity_outcome_is_computed_again(copy, content):
+    folder, ref, out = copy
+    (out / ".medig" / "sanity.json").write_bytes(content)
+    assert _audit(folder, out) == EXIT_SOME_FILES_FAILED
+    sanity = [json.loads((o / "manifest.json").read_text())["trust_checks"]["sanity_check"]
+              for o in (ref, out)]
+    for entry in sanity:
+        entry.pop("seconds")  # it ran again: the figures are the same, the time is not
+    assert sanity[0]["status"] == "passed" and sanity[1] == sanity[0]
+    stored = json.loads((out / ".medig" / "sanity.json").read_text())["result"]
+    assert {k: v for k, v in stored.items() if k != "seconds"} == sanity[0]
+
+
 @pytest.mark.parametrize("evidence", ["manifest deleted", "manifest damaged",
                                       "manifest and settings.json deleted"])
 def test_changed_settings_are_refused_without_a_manifest(copy, capsys, evidence):
