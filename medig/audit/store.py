@@ -293,12 +293,12 @@ def record_problem(record: Any, key: str) -> str | None:
     """
     if not isinstance(record, dict):
         return "not a JSON object"
-    body = {k: v for k, v in record.items() if k != "digest"}
-    if record.get("digest") != _digest(body):
-        return "its content does not match its digest (damaged or edited)"
     keyed, settings_key = record.get("key_sha256"), record.get("settings_key")
-    if not (isinstance(keyed, str) and isinstance(settings_key, str)):
-        return "no key_sha256 and settings_key (made by an older medig, or edited)"
+    if not (isinstance(keyed, str) and isinstance(settings_key, str) and "digest" in record):
+        return "no key and digest (made by an older medig, or edited)"
+    body = {k: v for k, v in record.items() if k != "digest"}
+    if record["digest"] != _digest(body):
+        return "its content does not match its digest (damaged or edited)"
     if record_key(keyed, settings_key) != key:
         return "it was computed for another file or other settings"
     if record.get("sha256") not in (None, keyed):
@@ -357,13 +357,13 @@ class WorkStore:
     def array_path(self, key: str, frame: int) -> Path:
         return self.arrays / f"{key}-{frame}.npz"
 
-    def _ignore(self, path: Path, reason: str) -> None:
+    def _ignore(self, path: Path, reason: str, then: str = "it is computed again") -> None:
         """One warning line per unusable file (the same file is never reported twice)."""
         if path in self._warned:
             return
         self._warned.add(path)
         if len(self._warned) <= _WARN_AT_MOST:
-            log.warning("ignoring %s: %s; it is computed again", path, reason)
+            log.warning("ignoring %s: %s; %s", path, reason, then)
         elif len(self._warned) == _WARN_AT_MOST + 1:
             log.warning("more unusable files under %s are ignored and computed again "
                         "(not listed)", self.root)
@@ -426,7 +426,7 @@ class WorkStore:
         """
         path = self.array_path(key, frame)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_regular(path) as fh, np.load(fh, allow_pickle=False) as data:
                 owner = str(data[_OWNER]) if _OWNER in data.files else None
                 arrays = {n: data[n] for n in (names or [f for f in data.files if f != _OWNER])}
         except Exception as error:  # noqa: BLE001 - any bytes reach np.load: zip, zlib, npy errors
@@ -453,11 +453,11 @@ class WorkStore:
         except FileNotFoundError:
             return None
         except ValueError as error:
-            self._ignore(self.settings_path, str(error))
+            self._ignore(self.settings_path, str(error), "it is written again")
             return None
         problem = _settings_file_problem(data)
         if problem:
-            self._ignore(self.settings_path, problem)
+            self._ignore(self.settings_path, problem, "it is written again")
             return None
         return data
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -130,6 +131,7 @@ ARRAY_DAMAGE = {
     "bit flip": _flip_middle,
     "deleted": None,
     "swapped": "swap",
+    "a FIFO": "fifo",  # never opened: reading it would block the audit
 }
 
 
@@ -146,6 +148,9 @@ def test_damaged_arrays_are_computed_again(copy, caplog, damage):
     elif how == "swap":
         other = store.array_path(_key_of(out, folder, "b.png"), 0)
         shutil.copyfile(other, path)
+    elif how == "fifo":
+        path.unlink()
+        os.mkfifo(path)
     else:
         path.write_bytes(how(path.read_bytes()))
     (out / "overlays" / "a.jpg.png").unlink()
@@ -284,13 +289,14 @@ def test_resume_after_a_kill_between_two_saves_is_bit_identical(tmp_path, monkey
 def test_unreadable_inputs_alone_do_not_recompute_their_batch(tmp_path):
     # A FIFO found in the folder is retried by every run; it never joins the model's batch, so
     # retrying it leaves the finished images of its batch alone.
-    import os
-
     folder = make_audit_folder(tmp_path / "in", n=2, seed=3)
     os.mkfifo(folder / "b_pipe.jpg")  # sorts between a.jpg and b.png: in their batch
-    settings = dict(size=64, batch_size=3, workers=0, class_names=["healthy", "referable"],
-                    model=TINY)
-    first = run_audit([folder], tmp_path / "out", AuditSettings(**settings), progress=False)
-    again = run_audit([folder], tmp_path / "out", AuditSettings(**settings), progress=False)
+
+    def settings() -> AuditSettings:
+        return AuditSettings(model=TINY, size=64, batch_size=3, workers=0,
+                             class_names=["healthy", "referable"])
+
+    first = run_audit([folder], tmp_path / "out", settings(), progress=False)
+    again = run_audit([folder], tmp_path / "out", settings(), progress=False)
     assert first.computed == 5 and again.computed == 1  # only the FIFO
-    assert [r for r in again.rows if r["path"] == "b_pipe.jpg"][0]["status"] == "error"
+    assert next(r for r in again.rows if r["path"] == "b_pipe.jpg")["status"] == "error"
