@@ -291,7 +291,9 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
                           torch.device(device))
     before, after = steps
     for step in before:
-        step(audit)  # a step that finds damaged arrays raises DamagedWorkError
+        step(audit)
+    if store.damaged:  # a step found damaged arrays (load_arrays gave None)
+        raise DamagedWorkError(store.damaged)
     write_results(out_dir, rows, settings.class_names)
     ok = [r for r in rows if r["status"] == "ok"]
     summary = AuditSummary(

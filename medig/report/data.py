@@ -161,6 +161,8 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
         The rows are not those the finished audit counted in ``manifest.json`` (rows missing,
         added, lines cut, or statuses or flags edited): no report is built from them.
     """
+    from medig.audit.records import checked_row  # medig.audit imports this package
+
     out = Path(out_dir)
     results = out / "results.jsonl"
     if not results.is_file():
@@ -168,6 +170,7 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
     notes: list[str] = []
     by_path: dict[str, dict[str, Any]] = {}
     read: list[dict[str, Any]] = []
+    mistyped: list[str] = []
     bad = 0
     with open(results, encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -181,8 +184,14 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
             if not isinstance(row, dict) or not isinstance(row.get("path"), str):
                 bad += 1
                 continue
+            row, wrong = checked_row(row)
+            if wrong:
+                mistyped.append(wrong[0])
             by_path[row["path"]] = row
             read.append(row)
+    if mistyped:
+        notes.append(f"{len(mistyped)} row(s) of results.jsonl hold values of the wrong type "
+                     f"(first: {mistyped[0]!r}); they are shown as not recorded.")
     if bad:
         notes.append(
             f"{bad} line(s) of results.jsonl could not be parsed and are not in this report."

@@ -95,3 +95,26 @@ def test_a_damaged_manifest_still_gives_a_report(audit, manifest):
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(audit / "report.pdf").pages)
     assert "manifest.json" in text  # a note says what was ignored
     assert "5 images audited" in text
+
+
+def test_values_of_the_wrong_type_are_shown_as_not_recorded(tmp_path):
+    # One row per result field, that field holding a value of another JSON type: the report and
+    # the study pages are still built (they used to stop on e.g. "probabilities": "x"), the
+    # value is dropped, and a note says so.
+    from medig.audit.records import RESULT_TYPES, checked_row
+    from medig.report.per_study import build_study_pages
+
+    wrong = {"str": [1], "int": 2.5, "number": "x", "bool": "yes", "probabilities": [0.5],
+             "strings": 5}
+    fields = [f for f in RESULT_TYPES if f not in ("path", "status")]
+    clean = [make_row(f"eye_{i:02d}.png", study=f"{i:016x}") for i in range(len(fields))]
+    out = write_audit(tmp_path / "audit", clean)
+    rows = [{**r, f: wrong[RESULT_TYPES[f]]} for r, f in zip(clean, fields)]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert all(checked_row(r)[1] == [f] for r, f in zip(rows, fields))
+    data = load_audit(out)
+    assert all(r[f] is None for r, f in zip(data.rows, fields))
+    assert any(f"{len(fields)} row(s) of results.jsonl hold values of the wrong type" in n
+               for n in data.notes)
+    assert build_report(out).is_file()
+    assert len(build_study_pages(out)) >= len(fields) - 1  # the row whose study is [1] has none
