@@ -23,6 +23,7 @@ from medig.attr.compiled import should_compile
 from medig.attr.completeness import default_atol
 from medig.audit.auditor import Auditor
 from medig.audit.distributed import (
+    DistContext,
     balanced_shares,
     barrier,
     broadcast,
@@ -309,7 +310,7 @@ def run_audit(
         shutdown(ctx)
 
 
-def _repair(damaged: set[str], store: WorkStore, ctx, run: str, items: Sequence[AuditInput],
+def _repair(damaged: set[str], store: WorkStore, ctx: DistContext, run: str, items: Sequence[AuditInput],
             batches: Sequence[Sequence[int]], shas: dict[int, str], keys: dict[int, str],
             settings: AuditSettings, compute: Callable[[Sequence[Sequence[int]]], int]) -> int:
     """On rank 0, after finalising found stored work unusable: compute its inputs again, each in
