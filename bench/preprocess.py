@@ -31,7 +31,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from medig.preprocess import FundusPreprocess
-from medig.preprocess._synthetic_disk import synthetic_disk
+from medig.synthetic.disk import synthetic_disk
 
 
 def make_jpegs(n: int, side: int, distinct: int) -> list[bytes]:

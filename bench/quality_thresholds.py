@@ -12,8 +12,8 @@ verdict is wrong:
   gradeable;
 - ``generated``: :func:`medig.synthetic.generate` photographs at 256, 512 and 1024 px --
   gradeable;
-- ``<degradation>:<kind>``: each degradation of :mod:`medig.synthetic_degrade` at its declared
-  gradeable and ungradeable severities (:data:`~medig.synthetic_degrade.SEVERITIES`), on
+- ``<degradation>:<kind>``: each degradation of :mod:`medig.synthetic.degrade` at its declared
+  gradeable and ungradeable severities (:data:`~medig.synthetic.degrade.SEVERITIES`), on
   generated photographs and on ``retina.jpg``;
 - ``non_fundus``: scikit-image's data images, the same placed inside a black disk (an aperture
   like a fundus camera's), white, grey and black frames -- never gradeable.
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from medig.io import read_frames
 from medig.preprocess import assess_quality
 from medig.synthetic import generate
-from medig.synthetic_degrade import SEVERITIES, degrade
+from medig.synthetic.degrade import SEVERITIES, degrade
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURES = ("fov_fraction", "fov_diameter", "sharpness", "saturated_fraction", "dark_fraction",

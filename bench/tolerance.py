@@ -74,7 +74,7 @@ def main() -> None:
     import torch
 
     from medig import FundusIntegratedGradients
-    from medig.render import attribution_map
+    from medig.visualize import attribution_map
 
     torch.set_num_threads(args.threads)
     n_syn = args.n if args.n is not None else (4 if args.quick else 16)

@@ -2,8 +2,8 @@
 """Integrated Gradients audit inside a MONAI pipeline, in two flavours.
 
 1. Transforms: ``LoadImaged`` (PIL and pydicom readers) -> ``EnsureChannelFirstd`` ->
-   ``FundusPreprocessd`` -> ``Dataset``/``DataLoader`` batches -> ``IntegratedGradientsd`` on each
-   batch -> heat maps blended with ``monai.visualize.blend_images``.
+   ``PreprocessFundusd`` -> ``Dataset``/``DataLoader`` batches -> ``ComputeIntegratedGradientsd``
+   on each batch -> heat maps blended with ``monai.visualize.blend_images``.
 2. Engine: the same loader through a ``SupervisedEvaluator`` with ``IntegratedGradientsHandler``,
    then ``medig.report.build_report`` turns the evaluation into the audit PDF.
 
@@ -26,13 +26,13 @@ from PIL import Image
 
 import medig
 from medig.monai import (
-    FundusPreprocessd,
-    IntegratedGradientsd,
+    ComputeIntegratedGradientsd,
     IntegratedGradientsHandler,
+    PreprocessFundusd,
     minmax_normalizer,
 )
-from medig.render import attribution_map, save_png
 from medig.report import build_report
+from medig.visualize import attribution_map, save_png
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"}
 
@@ -96,14 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         load,
         # Both readers put colour last; PydicomReader does not record it, so name the axis.
         EnsureChannelFirstd("image", channel_dim=-1),
-        FundusPreprocessd("image", size=size, reverse_indexing=True),
+        PreprocessFundusd("image", size=size, reverse_indexing=True),
     ])
     dataset = Dataset([{"image": str(f)} for f in files], preprocess)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=2)
 
     # 1. Transforms on collated batches (in the main process, where the model and a GPU would live).
-    explain = IntegratedGradientsd("image", model, baselines="black", completeness_tol=0.01,
-                                   max_steps=args.max_steps)
+    explain = ComputeIntegratedGradientsd("image", model, baselines="black",
+                                          completeness_tol=0.01, max_steps=args.max_steps)
     blend_dir = args.out / "blend"
     for batch in loader:
         batch = explain(batch)

@@ -22,7 +22,7 @@ _LAZY = {
     "explained_output": "medig.attr",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]  # noqa: PLE0604 - the lazy names, listed once
 
 if TYPE_CHECKING:  # pragma: no cover - "X as X": re-exported names, for type checkers
     from medig.attr import ClassGroup as ClassGroup

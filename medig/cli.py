@@ -17,7 +17,7 @@ EXIT_OK = 0  #: every input was audited
 EXIT_FAILED = 1  #: the audit could not run (model, output folder, no inputs)
 EXIT_USAGE = 2  #: bad command line or settings that conflict with the output folder
 EXIT_SOME_FILES_FAILED = 3  #: the audit finished but some inputs could not be read or explained
-EXIT_NOT_SENT = 4  #: the audit finished but some DICOM objects were not acknowledged by the PACS
+EXIT_NOT_SENT = 4  #: the audit finished but some DICOM objects were not written or acknowledged
 
 _EPILOG = f"""\
 examples:
@@ -36,10 +36,11 @@ exit codes:
   {EXIT_OK}  every input audited
   {EXIT_FAILED}  the audit could not run (model not loadable, weights that fit the architecture
      under no key prefix, no inputs, --out not a writable folder or in use by another audit, ...)
-  {EXIT_USAGE}  usage error (a bad --model-arg, a --target naming no class of the model, a group
-     with --output logit), or --out holds an audit with other settings (use --force)
+  {EXIT_USAGE}  usage error (a bad --model-arg or --template, a --target naming no class of the
+     model, a group with --output logit), or --out holds an audit with other settings (use --force)
   {EXIT_SOME_FILES_FAILED}  finished, but some files could not be read (see results.jsonl)
-  {EXIT_NOT_SENT}  finished, but some DICOM objects were not acknowledged by the PACS (re-run)
+  {EXIT_NOT_SENT}  finished, but some DICOM objects were not written (the lines above say why) or
+     not acknowledged by the PACS (re-run)
 """
 
 
@@ -213,20 +214,22 @@ def _run_audit(args: argparse.Namespace) -> int:
     from medig.audit.errors import AuditUsageError
     from medig.io import ImageReadError
     from medig.models import ModelArgumentError, ModelLoadError
-    from medig.pacs.steps import SendIncomplete
+    from medig.pacs.errors import DicomIncomplete
+    from medig.pacs.steps import pacs_steps
 
     try:
         settings = _settings(args)
     except ValueError as error:  # a malformed --model-arg
         _error(str(error))
         return EXIT_USAGE
+    steps = pacs_steps()  # --dicom-out, --send: each checks and reports its own options
     try:
         summary = run_audit(args.inputs, args.out, settings, force=args.force,
-                            progress=not args.quiet)
+                            progress=not args.quiet, extra_steps=steps)
     except (SettingsChangedError, AuditUsageError, ModelArgumentError) as error:
         _error(str(error))
         return EXIT_USAGE
-    except SendIncomplete as error:  # results and report are written; sending is not
+    except DicomIncomplete as error:  # results and report are written; DICOM output is not
         _error(str(error))
         return EXIT_NOT_SENT
     except (AuditError, ModelLoadError, ImageReadError) as error:
@@ -238,7 +241,7 @@ def _run_audit(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if summary.report is None:  # a rank other than 0 under torchrun
         return EXIT_OK
-    print("\n".join(summary_lines(summary, settings)))
+    print("\n".join(summary_lines(summary, settings, steps)))
     return EXIT_SOME_FILES_FAILED if summary.errors else EXIT_OK
 
 
@@ -286,7 +289,10 @@ def _run_report(args: argparse.Namespace) -> int:
     except ResultsMismatchError as error:  # a cut or edited results.jsonl: no report from it
         _error(str(error))
         return EXIT_USAGE
-    except (TemplateError, OSError) as error:
+    except TemplateError as error:  # a bad --template is a usage error, as for medig audit
+        _error(f"--template: {error}")
+        return EXIT_USAGE
+    except OSError as error:
         _error(str(error))
         return EXIT_FAILED
     print(f"report: {path}")
@@ -296,6 +302,11 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medig`` command; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="medig: %(message)s")
+    # A path that is not UTF-8 (surrogate escapes) prints as \udcff instead of failing the
+    # command after its work is done, as stderr already does.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     if args.command == "audit":
         return _run_audit(args)

@@ -6,26 +6,20 @@ of them. IG explains the group's probability, ``P(group) = sum of P(c) over its 
 a wrapped forward (:class:`~medig.attr.outputs.GroupProbability`); the integral is linear in the
 output, so this equals the sum of the classes' attributions computed on a common path, but one
 integration of the summed output needs only one adaptive schedule.
+
+This module holds the values only: :class:`ClassGroup` and :class:`GroupExplanation`. The
+``--target`` text is parsed in :mod:`medig.attr.target_syntax`, and
+:class:`~medig.FundusIntegratedGradients` explains a group in ``attribute`` and ``explain``.
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import Tensor
 
 from medig.attr.explanation import Explanation
 
-if TYPE_CHECKING:  # pragma: no cover
-    from medig.attr.fundus_integrated_gradients import FundusIntegratedGradients
-
-__all__ = ["ClassGroup", "GroupExplanation", "explain_class_group", "parse_target"]
-
-#: Tolerance of the check that a forward returns probabilities (rows summing to one).
-_PROBABILITY_ATOL = 1e-3
+__all__ = ["ClassGroup", "GroupExplanation", "class_index"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ class ClassGroup:
             classes), or two members naming the same class.
         """
         names = [str(c) for c in class_names]
-        indices = [_class_index(m, names, self.name) for m in self.members]
+        indices = [class_index(m, names, self.name) for m in self.members]
         if len(set(indices)) != len(indices):
             raise ValueError(f"class group {self.name!r} lists a class twice")
         return ClassGroup(self.name, indices)
@@ -106,9 +100,17 @@ class ClassGroup:
         return f"{self.name}={','.join(str(m) for m in self.members)}"
 
 
-def _class_index(member: int | str, names: list[str], group: str | None) -> int:
-    """The index of a class given by name or index (``group``: the group it belongs to, for the
-    message; None for a single-class target)."""
+def class_index(member: int | str, names: Sequence[str], group: str | None) -> int:
+    """The index in ``names`` of a class given by name or index.
+
+    ``group`` is the group the class belongs to, for the message (None for a single-class target).
+
+    Raises
+    ------
+    ValueError
+        A name that is not a class, or an index out of range; the message lists the classes.
+    """
+    names = [str(n) for n in names]
     where = f"class group {group!r}: class" if group is not None else "target"
     if isinstance(member, str):
         if member in names:
@@ -127,39 +129,6 @@ def _class_index(member: int | str, names: list[str], group: str | None) -> int:
     return member
 
 
-def parse_target(text: str | int | None, class_names: Sequence[str]) -> int | ClassGroup | None:
-    """A target as the audit's ``--target`` gives it, resolved against ``class_names``.
-
-    ``"pred"`` (or None) is the predicted class (None); an index or a class name is that class; a
-    group is ``"NAME=C1,C2,..."`` with classes by name or index, e.g. ``"referable DR=2,3,4"``.
-    An exact class name wins over the group syntax, so a class named ``"a=b"`` stays a class.
-
-    Raises
-    ------
-    ValueError
-        Unknown class, index out of range, or a malformed group; one line listing the classes.
-    """
-    names = [str(c) for c in class_names]
-    if text is None or text == "pred":
-        return None
-    if isinstance(text, int) and not isinstance(text, bool):
-        return _class_index(text, names, None)
-    text = str(text)
-    if text in names:
-        return names.index(text)
-    if text.strip().lstrip("-").isdigit():
-        return _class_index(int(text), names, None)
-    if "=" in text:
-        name, _, members = text.partition("=")
-        parts = [m.strip() for m in members.split(",")]
-        if not name.strip() or not members.strip() or any(not p for p in parts):
-            raise ValueError(f"target {text!r}: a group is NAME=C1,C2,... with classes by name "
-                             "or index, e.g. 'referable DR=2,3,4'")
-        return ClassGroup(name, parts).resolve(names)
-    raise ValueError(f"target {text!r} is not a class name; classes: {', '.join(names)} "
-                     "(or 'pred', an index, or a group NAME=C1,C2,...)")
-
-
 @dataclass
 class GroupExplanation(Explanation):
     """An :class:`~medig.attr.Explanation` of a class group's summed probability.
@@ -170,36 +139,9 @@ class GroupExplanation(Explanation):
 
     group: ClassGroup | None = None
 
-
-def explain_class_group(ig: FundusIntegratedGradients, inputs: Tensor, group: ClassGroup,
-                        **kwargs: Any) -> GroupExplanation:
-    """``ig.explain(inputs, target=group, **kwargs)``: IG of ``P(group)``.
-
-    ``ig``'s forward must return class probabilities (rows of non-negative numbers summing to one,
-    e.g. :func:`medig.explained_output`): a sum of logits has no meaning, so logits are refused
-    rather than silently passed through a softmax medig cannot know the model lacks.
-    """
-    from medig.attr.fundus_integrated_gradients import FundusIntegratedGradients
-    from medig.attr.outputs import GroupProbability
-
-    indices = group.indices
-    extra = kwargs.get("additional_forward_args")
-    with torch.no_grad():
-        outputs = ig._forward(inputs, extra)
-    if outputs.ndim != 2 or max(indices) >= outputs.shape[1] or min(indices) < 0:
-        raise ValueError(f"class group {group.name!r} ({list(indices)}) does not index the "
-                         f"model's outputs of shape {tuple(outputs.shape)}")
-    sums = outputs.detach().double().sum(dim=1)
-    if bool((outputs < 0).any()) or not torch.allclose(sums, torch.ones_like(sums),
-                                                        atol=_PROBABILITY_ATOL):
-        raise ValueError(
-            f"target=ClassGroup({group.name!r}, ...) explains a summed probability, but the "
-            "forward function does not return probabilities (rows must be non-negative and sum "
-            "to 1); build FundusIntegratedGradients on medig.explained_output(model)")
-    grouped = FundusIntegratedGradients(GroupProbability(ig.forward_func, indices),
-                                        baselines=ig.baselines,
-                                        multiply_by_inputs=ig.multiplies_by_inputs)
-    expl = grouped.explain(inputs, target=None, **kwargs)
-    fields = {f.name: getattr(expl, f.name) for f in dataclasses.fields(Explanation)}
-    fields["target"] = None
-    return GroupExplanation(**fields, group=ClassGroup(group.name, indices))
+    @classmethod
+    def of(cls, explanation: Explanation, group: ClassGroup) -> GroupExplanation:
+        """``explanation`` (of ``P(group)`` through a single-output forward) as the group's."""
+        fields = {f.name: getattr(explanation, f.name) for f in dataclasses.fields(Explanation)}
+        fields["target"] = None
+        return cls(**fields, group=ClassGroup(group.name, group.indices))

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from medig.attr.adaptive import adaptive_path_integral
 from medig.attr.chunking import auto_chunk_size, is_out_of_memory
-from medig.attr.class_group import ClassGroup, explain_class_group
+from medig.attr.class_group import ClassGroup, GroupExplanation
 from medig.attr.completeness import (
     ABSOLUTE_FLOOR,
     absolute_tolerance,
@@ -21,12 +21,17 @@ from medig.attr.completeness import (
 )
 from medig.attr.explanation import Explanation
 from medig.attr.gradients import input_gradients_only
+from medig.attr.outputs import GroupProbability
 from medig.baselines import BaselineSpec, make_baselines
 
 __all__ = ["FundusIntegratedGradients"]
 
 _CAPTUM_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
                    "riemann_trapezoid")
+
+#: Tolerance of the check that a forward returns probabilities (rows summing to one) before a
+#: class group's summed probability is explained.
+_PROBABILITY_ATOL = 1e-3
 
 
 def _is_captum_baseline(baselines: Any) -> bool:
@@ -94,8 +99,16 @@ class FundusIntegratedGradients(IntegratedGradients):
         on ``inputs`` (a single tensor) and the attributions are averaged over the baselines; the
         convergence delta is then the mean delta, i.e. completeness against the mean baseline
         score. ``baselines=None`` uses the constructor's default (``"black"``: zeros, as Captum).
-        Parameter gradients are not computed, and the call works under ``torch.no_grad()``.
+        A :class:`~medig.ClassGroup` ``target`` attributes the group's summed probability
+        ``P(group)`` (the forward must return probabilities), exactly as Captum's IG of that
+        single-output forward. Parameter gradients are not computed, and the call works under
+        ``torch.no_grad()``.
         """
+        if isinstance(target, ClassGroup):
+            return self._group_explainer(inputs, target, additional_forward_args).attribute(
+                inputs, baselines=baselines, additional_forward_args=additional_forward_args,
+                n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
+                return_convergence_delta=return_convergence_delta)
         spec = self.baselines if baselines is None else baselines
         kwargs = dict(target=target, additional_forward_args=additional_forward_args,
                       n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
@@ -117,7 +130,7 @@ class FundusIntegratedGradients(IntegratedGradients):
     def explain(
         self,
         inputs: Tensor,
-        target: int | Tensor | list[int] | None = None,
+        target: int | Tensor | list[int] | ClassGroup | None = None,
         baselines: BaselineSpec | None = None,
         completeness_tol: float | None = 0.01,
         max_steps: int = 512,
@@ -181,11 +194,13 @@ class FundusIntegratedGradients(IntegratedGradients):
         -------
         Explanation
         """
-        if isinstance(target, ClassGroup):  # P(group) through a wrapped forward (class_group.py)
-            options = dict(locals())  # every other argument, passed on unchanged
-            for name in ("self", "inputs", "target"):
-                options.pop(name)
-            return explain_class_group(self, inputs, target, **options)
+        if isinstance(target, ClassGroup):
+            grouped = self._group_explainer(inputs, target, additional_forward_args)
+            explanation = grouped.explain(
+                inputs, None, baselines, completeness_tol, max_steps, method, internal_batch_size,
+                additional_forward_args, n_steps, completeness_atol=completeness_atol,
+                path_dtype=path_dtype)
+            return GroupExplanation.of(explanation, target)
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("explain expects a batched input tensor (N, C, H, W)")
         if method != "adaptive" and method not in _CAPTUM_METHODS:
@@ -276,13 +291,47 @@ class FundusIntegratedGradients(IntegratedGradients):
             baseline_inputs=base_list,
         )
 
+    # ------------------------------------------------------------------ class groups
+    def _group_explainer(self, inputs: Any, group: ClassGroup,
+                         additional_forward_args: Any) -> FundusIntegratedGradients:
+        """The explainer of ``P(group)``: this one's forward wrapped in
+        :class:`~medig.attr.outputs.GroupProbability`, with the same baselines and multiplier.
+
+        The forward must return class probabilities (rows of non-negative numbers summing to
+        one, e.g. :func:`medig.explained_output`): a sum of logits has no meaning, so logits are
+        refused rather than silently passed through a softmax medig cannot know the model lacks.
+
+        Raises
+        ------
+        ValueError
+            The group does not index the outputs, or the outputs are not probabilities.
+        """
+        indices = group.indices
+        with torch.no_grad():
+            outputs = self._forward(inputs, additional_forward_args)
+        if outputs.ndim != 2 or max(indices) >= outputs.shape[1] or min(indices) < 0:
+            raise ValueError(f"class group {group.name!r} ({list(indices)}) does not index the "
+                             f"model's outputs of shape {tuple(outputs.shape)}")
+        sums = outputs.detach().double().sum(dim=1)
+        if bool((outputs < 0).any()) or not torch.allclose(sums, torch.ones_like(sums),
+                                                            atol=_PROBABILITY_ATOL):
+            raise ValueError(
+                f"target=ClassGroup({group.name!r}, ...) explains a summed probability, but the "
+                "forward function does not return probabilities (rows must be non-negative and "
+                "sum to 1); build FundusIntegratedGradients on medig.explained_output(model)")
+        return FundusIntegratedGradients(GroupProbability(self.forward_func, indices),
+                                         baselines=self.baselines,
+                                         multiply_by_inputs=self.multiplies_by_inputs)
+
     # ------------------------------------------------------------------ helpers
-    def _forward(self, x: Tensor, additional_forward_args: Any) -> Tensor:
+    def _forward(self, x: Any, additional_forward_args: Any) -> Tensor:
+        """The forward at ``x`` (a tensor, or Captum's tuple of input tensors)."""
+        inputs = x if isinstance(x, tuple) else (x,)
         if additional_forward_args is None:
-            return self.forward_func(x)
+            return self.forward_func(*inputs)
         extra = additional_forward_args if isinstance(additional_forward_args, tuple) else (
             additional_forward_args,)
-        return self.forward_func(x, *extra)
+        return self.forward_func(*inputs, *extra)
 
     @staticmethod
     def _resolve_target(target: Any, outputs: Tensor) -> Tensor | None:

@@ -19,8 +19,8 @@ from medig.attr.compiled import compiled_forward
 from medig.attr.outputs import explained_output
 from medig.audit.inputs import AuditInput, DecodedInput
 from medig.audit.memory_format import to_device
+from medig.audit.plan import AuditPlan
 from medig.audit.records import explanation_rows
-from medig.audit.settings import AuditSettings
 from medig.audit.steps import AuditContext, ImageBatch, batch_steps
 from medig.audit.store import WorkStore
 from medig.audit.targets import resolve_target
@@ -32,25 +32,24 @@ __all__ = ["Auditor", "resolve_target"]
 class Auditor:
     """Audits batches of decoded inputs through :func:`~medig.audit.steps.batch_steps`."""
 
-    def __init__(self, model: nn.Module, class_names: list[str], settings: AuditSettings,
-                 device: torch.device, store: WorkStore, out_dir, keys: dict[int, str]) -> None:
+    def __init__(self, model: nn.Module, plan: AuditPlan, device: torch.device,
+                 store: WorkStore, out_dir, keys: dict[int, str]) -> None:
         model = to_device(model, device)
-        target = resolve_target(settings.target, class_names, settings.output)
+        target = plan.target
         # A group is explained through a forward returning P(group) as its only column, so the
         # steps' target index is 0 (see Predict); a class or "pred" indexes the model's outputs.
-        forward = explained_output(model, settings.output,
+        forward = explained_output(model, plan.settings.output,
                                    target if isinstance(target, ClassGroup) else None)
         # --compile: one compiled, padded pass shape per audit for the path passes.
-        path_forward = (compiled_forward(forward, settings.size, device) if settings.compile
+        path_forward = (compiled_forward(forward, plan.size, device) if plan.compile
                         else forward)
         self.ctx = AuditContext(
             model=model, forward=forward,
-            ig=FundusIntegratedGradients(path_forward, baselines=list(settings.baselines)),
-            class_names=class_names, settings=settings, device=device, store=store,
-            out_dir=out_dir, target=target)
+            ig=FundusIntegratedGradients(path_forward, baselines=list(plan.settings.baselines)),
+            plan=plan, device=device, store=store, out_dir=out_dir)
         self.steps = batch_steps(self.ctx)
         self.keys = keys
-        self.settings_key = settings.key()
+        self.settings_key = plan.key()
 
     def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
                     shas: dict[int, str]) -> list[dict[str, Any]]:

@@ -2,17 +2,20 @@
 """What ``medig audit`` prints when an audit has finished: a few lines an operator reads."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from medig.audit.finalise import AuditSummary
+from medig.audit.finalise import AuditStep, AuditSummary
 from medig.audit.manifest import read_manifest
 from medig.audit.settings import AuditSettings
+from medig.audit.steps import audit_steps
 
 __all__ = ["summary_lines", "trust_line"]
 
 
-def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
-    """Counts, trust and quality verdicts, and where the report and DICOM outputs are.
+def summary_lines(summary: AuditSummary, settings: AuditSettings,
+                  extra_steps: Sequence[AuditStep] = ()) -> list[str]:
+    """Counts, trust and quality verdicts, and where the report and the optional outputs are.
 
     Parameters
     ----------
@@ -20,20 +23,22 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
         What :func:`medig.audit.run_audit` returned (on rank 0).
     settings : AuditSettings
         The audit's settings (which optional outputs were asked for).
+    extra_steps : sequence of AuditStep
+        The caller's extra steps given to ``run_audit``; each one's ``console_lines`` follow the
+        audit's own (study pages).
 
     Returns
     -------
     list of str
         One line each, no identifiers: file counts, flags and paths inside ``--out``.
     """
-    from medig.pacs.export import dicom_objects
     from medig.report.quality import quality_counts
 
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
              if summary.mean_steps is not None else "")
-    lines = [f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
-             f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for incomplete "
-             f"attribution, {summary.errors} could not be read",
+    lines = [(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
+              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for "
+              f"incomplete attribution, {summary.errors} could not be read"),
              trust_line(summary.rows, read_manifest(summary.out_dir) or {})]
     if settings.quality != "off":
         q = quality_counts(summary.rows)
@@ -41,14 +46,10 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings) -> list[str]:
         lines.append(f"image quality: {q['gradeable']} gradeable, {q['ungradeable']} ungradeable, "
                      f"{q['not_fundus']} not fundus photographs{skipped}")
     lines.append(f"report: {summary.report}")
-    out = summary.out_dir
-    if settings.wants_study_pages:
-        lines.append(f"study pages: {out / 'studies'}")
-    if settings.wants_dicom:
-        lines.append(f"dicom: {len(dicom_objects(out))} objects in {out / 'dicom'}")
-    if settings.send:
-        lines.append(f"sent: every DICOM object acknowledged by {settings.send} "
-                     f"(log: {out / 'dicom' / 'sent.jsonl'})")
+    for step in audit_steps(settings, extra_steps)[1]:
+        say = getattr(step, "console_lines", None)
+        if say is not None:
+            lines.extend(say(summary, settings))
     return lines
 
 

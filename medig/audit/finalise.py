@@ -23,6 +23,7 @@ from medig.audit.distributed import DistContext
 from medig.audit.errors import AuditError
 from medig.audit.inputs import AuditInput
 from medig.audit.manifest import write_manifest
+from medig.audit.plan import AuditPlan
 from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import (
@@ -30,13 +31,12 @@ from medig.audit.store import (
     WorkStore,
     output_name,
     printable,
-    read_json_file,
     record_key,
     row_path,
 )
-from medig.render import cohort_clip_value, overlay, save_png, side_by_side
 from medig.report import build_report
-from medig.utils import atomic_write
+from medig.utils import atomic_write, read_json_file
+from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
 __all__ = [
     "AuditStep",
@@ -72,7 +72,7 @@ class FinishedAudit:
     """What an :class:`AuditStep` sees: the merged rows and where everything is stored."""
 
     out_dir: Path
-    settings: AuditSettings
+    plan: AuditPlan
     items: Sequence[AuditInput]
     rows: list[dict[str, Any]]  # final result rows, in output order
     store: WorkStore
@@ -81,9 +81,21 @@ class FinishedAudit:
     device: torch.device
     manifest: dict[str, Any] = field(default_factory=dict)  # entries added to manifest.json
 
+    @property
+    def settings(self) -> AuditSettings:
+        """What the user asked for (``plan.settings``)."""
+        return self.plan.settings
+
 
 class AuditStep(Protocol):
-    """A step that runs once per audit, on rank 0, after every input's work is stored."""
+    """A step that runs once per audit, on rank 0, after every input's work is stored.
+
+    An optional step (one an option asks for, e.g. DICOM output) may also define
+    ``problem(settings) -> str | None``, the first reason its options cannot run (checked by
+    :func:`~medig.audit.run_audit` before anything is loaded), and
+    ``console_lines(summary, settings) -> list[str]``, what ``medig audit`` prints about its
+    output; a step that its options leave off does nothing and prints nothing.
+    """
 
     def __call__(self, audit: FinishedAudit) -> None: ...
 
@@ -240,7 +252,7 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
     return rows
 
 
-def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
+def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
                    started: str, device: str, ctx: DistContext | None = None,
                    cohort: float | None = None, model: nn.Module | None = None,
                    steps: tuple[Sequence[AuditStep], Sequence[AuditStep]] = ((), ()),
@@ -249,6 +261,8 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
 
     Parameters
     ----------
+    plan : AuditPlan
+        The audit's plan (as scheduled: its ``compile`` decided).
     cohort : float, optional
         The colour scale when the caller already pooled it (the distributed path).
     model : nn.Module, optional
@@ -266,10 +280,11 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
         this again.
     """
     ctx = ctx or DistContext()
+    settings = plan.settings
     store = store or WorkStore(out_dir)
     reports = read_rank_reports(store, started, ctx.world_size)
     sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
-    key_of = {it.rel: record_key(sha_of[it.rel], settings.key()) for it in items}
+    key_of = {it.rel: record_key(sha_of[it.rel], plan.key()) for it in items}
     records = {it.rel: store.load(key_of[it.rel]) for it in items}  # each record read once
     frames = frames_of(store, items, key_of, records)
     if cohort is None:
@@ -287,14 +302,14 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
         raise DamagedWorkError(store.damaged)
 
     rows = _final_rows(items, records, sha_of)
-    audit = FinishedAudit(out_dir, settings, items, rows, store, key_of, model,
+    audit = FinishedAudit(out_dir, plan, items, rows, store, key_of, model,
                           torch.device(device))
     before, after = steps
     for step in before:
         step(audit)
     if store.damaged:  # a step found damaged arrays (load_arrays gave None)
         raise DamagedWorkError(store.damaged)
-    write_results(out_dir, rows, settings.class_names)
+    write_results(out_dir, rows, plan.class_names)
     ok = [r for r in rows if r["status"] == "ok"]
     summary = AuditSummary(
         out_dir, total=len(rows), ok=len(ok),
@@ -302,7 +317,7 @@ def finalise_audit(out_dir: Path, settings: AuditSettings, items: Sequence[Audit
         flagged=sum(bool(r["flagged"]) for r in ok),
         mean_steps=float(np.mean([r["n_steps"] for r in ok])) if ok else None, rows=rows)
     write_manifest(
-        out_dir, settings, started=started, status="complete", device=device,
+        out_dir, plan, started=started, status="complete", device=device,
         world_size=ctx.world_size, cohort_clip=cohort,
         counts={"total": summary.total, "ok": summary.ok, "error": summary.errors,
                 "flagged": summary.flagged},

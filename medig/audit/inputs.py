@@ -11,11 +11,20 @@ A read that fails for a file-system reason (missing, permission, not a regular f
 frames of a multi-frame file travel back as one ``(F, 3, H, W)`` tensor (one shared-memory
 handle, not one per frame). :func:`decode_batches` turns a worker that dies or hangs into error
 rows for its files and carries on with a fresh loader.
+
+A worker moves what it decoded into shared memory itself, where a failure (``/dev/shm`` full, as
+with Docker's 64 MiB default, or a file-size limit such as ``ulimit -f``) comes back as a result:
+left to the result queue's feeder thread, it would only print a traceback and drop the result,
+and the audit would wait out the hang timeout. The files concerned, and every later one, are then
+decoded in the audit's own process, with one warning line: the shared memory is a property of the
+machine, so the next batches would fail the same way.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -26,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from medig.audit.store import record_key
 from medig.io import (
@@ -40,9 +49,9 @@ from medig.io.sniff import HEADER_BYTES
 
 __all__ = [
     "DECODE_TIMEOUT_S",
+    "MASKS_FOLDER",
     "AuditInput",
     "DecodedInput",
-    "MASKS_FOLDER",
     "adopt_hashes",
     "collect_inputs",
     "decode_batches",
@@ -54,6 +63,7 @@ __all__ = [
 #: Far above any real decode (a 100-megapixel file takes seconds), it only catches true hangs.
 DECODE_TIMEOUT_S: float = 300.0
 _POLL_S = 5.0  # how often a waiting audit checks that its decoding workers are alive
+_log = logging.getLogger("medig")
 
 #: A subfolder of this name inside an input folder holds lesion masks, not photographs.
 MASKS_FOLDER = "masks"
@@ -83,6 +93,7 @@ class DecodedInput:
     jpeg: bytes | None = None  # undecoded JPEG, when it is decoded on the audit's device
     sha256: str | None = None  # of the bytes decoded; None when they could not be read
     retry: bool = False  # the error is not about the content: the next run tries again
+    share_error: str | None = None  # the worker could not share its tensors (decode it here)
 
 
 def _is_within(path: Path, folder: Path | None) -> bool:
@@ -188,10 +199,19 @@ class _DecodeDataset(Dataset):
 
     def __getitem__(self, index: int) -> DecodedInput:
         try:
-            return self._decode(index)
+            decoded = self._decode(index)
         except Exception as error:  # noqa: BLE001 - a bug or resource error: one row, not a crash
             return DecodedInput(index, [], [], [], retry=True,
                                 error=f"could not be decoded: {type(error).__name__}")
+        if get_worker_info() is None:  # decoded in the audit's process: nothing to share
+            return decoded
+        try:
+            _share_tensors(decoded)
+        except (RuntimeError, OSError) as error:
+            reason = _share_failure(error)
+            return DecodedInput(index, [], [], [], retry=True, share_error=reason,
+                                error=f"could not be shared by its decoding worker ({reason})")
+        return decoded
 
     def _decode(self, index: int) -> DecodedInput:
         item = self.items[index]
@@ -222,6 +242,33 @@ class _DecodeDataset(Dataset):
         frames = (images[0].pixels.unsqueeze(0) if len(images) == 1
                   else torch.stack([im.pixels for im in images]))
         return DecodedInput(index, frames, [im.metadata for im in images], masks, sha256=sha)
+
+
+def _share_tensors(decoded: DecodedInput) -> None:
+    """Move ``decoded``'s frames and masks into shared memory, as sending them to the audit's
+    process would (it is then a no-op there), so that a failure raises here.
+
+    Raises
+    ------
+    RuntimeError
+        If the shared memory cannot be created or sized (``/dev/shm`` full, a file-size limit).
+    """
+    frames = decoded.frames if isinstance(decoded.frames, list) else [decoded.frames]
+    for tensor in [*frames, *decoded.masks]:
+        if tensor is not None:
+            tensor.share_memory_()
+
+
+def _share_failure(error: BaseException) -> str:
+    """The operating system's words from a failed share, without the segment's name: torch says
+    e.g. "unable to resize file </torch_1_2_0> to the right size: File too large (27)"."""
+    text = str(error).strip()
+    found = re.search(r":\s*([^:<>]+?)\s*\(\d+\)\s*$", text)
+    if found:
+        return found.group(1)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
 
 
 def adopt_hashes(batch: Sequence[DecodedInput], shas: dict[int, str], keys: dict[int, str],
@@ -302,6 +349,12 @@ def _isolated(items: Sequence[AuditInput], indices: Sequence[int], include_phi: 
     return out
 
 
+def _warn_share_failure(reason: str) -> None:
+    _log.warning("decoding workers cannot share decoded images through /dev/shm (%s); decoding "
+                 "in this process from now on (slower): use --workers 0, or a larger /dev/shm "
+                 "(e.g. docker run --shm-size=1g)", reason)
+
+
 def _synchronous_worker_errors() -> None:
     """Keep a dead worker from raising inside whatever the main thread is doing.
 
@@ -341,22 +394,37 @@ def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]]
     takes longer than ``timeout_s`` per file (default :data:`DECODE_TIMEOUT_S`) is decoded again
     file by file, each in a fresh worker; a file that still kills or hangs its worker gets an error
     row (``retry``), and the remaining batches continue with a fresh DataLoader. The audit never
-    waits forever on a worker. With ``workers == 0`` files decode in this process, bounded by the
-    reader's limits (:data:`medig.io.MAX_PIXELS`, :data:`medig.io.MAX_FRAMES`, ...).
+    waits forever on a worker. A worker that cannot share what it decoded (``/dev/shm`` full, a
+    file-size limit) reports it at once: those files and all later ones are decoded in this
+    process instead, with one warning. With ``workers == 0`` files decode in this process, bounded
+    by the reader's limits (:data:`medig.io.MAX_PIXELS`, :data:`medig.io.MAX_FRAMES`, ...).
     """
     timeout = DECODE_TIMEOUT_S if timeout_s is None else float(timeout_s)
     batches = [list(b) for b in batches if b]
-    if workers <= 0:
-        dataset = _DecodeDataset(items, include_phi, jpeg_as_bytes)
-        for batch in batches:
-            yield [dataset[i] for i in batch]
-        return
-    _synchronous_worker_errors()
+    here = _DecodeDataset(items, include_phi, jpeg_as_bytes)  # decodes in this process
+
+    def settle(batch: list[DecodedInput]) -> list[DecodedInput]:
+        """The batch, with what its worker could not share decoded here; stops the workers."""
+        nonlocal workers
+        failed = [d.share_error for d in batch if d.share_error is not None]
+        if not failed:
+            return batch
+        if workers > 0:
+            _warn_share_failure(failed[0])
+            workers = 0
+        return [here[d.index] if d.share_error is not None else d for d in batch]
+
     pos = 0
     while pos < len(batches):
+        if workers <= 0:
+            yield [here[i] for i in batches[pos]]
+            pos += 1
+            continue
+        _synchronous_worker_errors()
         iterator = iter(make_loader(items, batches[pos:], workers, include_phi, jpeg_as_bytes,
                                     min(_POLL_S, timeout)))
         failed = False
+        settled: list[DecodedInput] | None = None
         try:
             while pos < len(batches):
                 try:
@@ -367,9 +435,14 @@ def decode_batches(items: Sequence[AuditInput], batches: Sequence[Sequence[int]]
                     failed = True
                     break
                 pos += 1
+                if any(d.share_error is not None for d in batch):
+                    settled = batch  # decoded here once the workers are stopped
+                    break
                 yield batch
         finally:
             _shutdown(iterator, failed)
-        if failed:
-            yield _isolated(items, batches[pos], include_phi, jpeg_as_bytes, timeout)
+        if settled is not None:
+            yield settle(settled)
+        elif failed:
+            yield settle(_isolated(items, batches[pos], include_phi, jpeg_as_bytes, timeout))
             pos += 1

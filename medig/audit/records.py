@@ -24,9 +24,7 @@ from medig.utils import atomic_write
 
 __all__ = [
     "RESULT_FIELDS",
-    "RESULT_TYPES",
     "SIGNIFICANT_DIGITS",
-    "checked_row",
     "error_row",
     "explanation_rows",
     "read_results",
@@ -57,42 +55,6 @@ RESULT_FIELDS += (  # image quality (medig.preprocess.QUALITY_FIELDS)
     "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
     "vessel_density",
 )
-
-#: The JSON type of each result field's value, which may also be null: ``str``, ``int``,
-#: ``number`` (finite), ``bool``, ``probabilities`` (class name -> number), ``strings`` (a list).
-RESULT_TYPES: dict[str, str] = {
-    **dict.fromkeys(("path", "sha256", "status", "error", "predicted", "target", "overlay",
-                     "laterality", "study", "study_source", "laterality_source", "quality",
-                     "fov_shape", "image_colour"), "str"),
-    **dict.fromkeys(("predicted_index", "target_index", "n_steps"), "int"),
-    **dict.fromkeys(("flagged", "pointing_hit"), "bool"),
-    "probabilities": "probabilities",
-    **dict.fromkeys(("target_members", "trust_flags", "quality_reasons"), "strings"),
-}
-RESULT_TYPES.update({f: "number" for f in RESULT_FIELDS if f not in RESULT_TYPES})
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-_CHECKS = {
-    "str": lambda v: isinstance(v, str),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": _number,
-    "bool": lambda v: isinstance(v, bool),
-    "probabilities": lambda v: isinstance(v, dict) and all(
-        isinstance(k, str) and _number(p) for k, p in v.items()),
-    "strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-}
-
-
-def checked_row(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``row`` (read back from ``results.jsonl``) with every field whose value is not of its
-    :data:`RESULT_TYPES` type set to None, and the names of those fields."""
-    wrong = [f for f, kind in RESULT_TYPES.items()
-             if row.get(f) is not None and not _CHECKS[kind](row[f])]
-    return ({**row, **dict.fromkeys(wrong)} if wrong else row), wrong
 
 
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:

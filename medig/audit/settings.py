@@ -1,18 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The settings of an audit, and the key that says whether two audits computed the same numbers."""
+"""The settings of an audit: what the user asked for, frozen.
+
+What follows from them once the model is loaded (class names, the target, the input size, the
+tolerances, the key that says whether two audits computed the same numbers) is the audit's plan,
+:class:`~medig.audit.plan.AuditPlan`, built once by :func:`~medig.audit.plan.resolve`.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["AuditSettings", "NUMERIC_SETTINGS", "settings_problem"]
+__all__ = ["NUMERIC_SETTINGS", "AuditSettings", "settings_problem"]
 
 #: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
 #: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
-#: in them.
+#: in them. Their values are the plan's (as resolved): see :meth:`AuditPlan.numeric`.
 NUMERIC_SETTINGS = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
@@ -22,23 +25,28 @@ NUMERIC_SETTINGS = (
 NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # they add result columns
 NUMERIC_SETTINGS += ("quality",)  # skip leaves images unexplained; off drops the verdicts
 
+#: Fields held as tuples (lists are accepted and converted), so a settings object never changes.
+_TUPLES = ("class_names", "baselines", "mean", "std", "cross_check")
 
-@dataclass
+
+@dataclass(frozen=True)
 class AuditSettings:
-    """Everything that defines an audit (the CLI's options, resolved).
+    """What the user asked for (the CLI's options); never changed by the audit.
 
-    Attributes mirror ``medig audit``'s options; see ``medig audit --help``.
+    Attributes mirror ``medig audit``'s options; see ``medig audit --help``. Empty or None
+    values mean "from the model" or "the default": :func:`~medig.audit.plan.resolve` fills them
+    into the audit's :class:`~medig.audit.plan.AuditPlan`. Sequences may be given as lists; they
+    are held as tuples.
     """
 
     model: str = "demo"
     weights: str | None = None
-    weights_sha256: str | None = None
-    class_names: list[str] = field(default_factory=list)
-    target: str | None = None  # None: the model's declared target, else "pred" (filled on load)
-    baselines: list[str] = field(default_factory=lambda: ["black", "blur"])
+    class_names: tuple[str, ...] = ()  # empty: the model's
+    target: str | None = None  # None: the model's declared target, else "pred"
+    baselines: tuple[str, ...] = ("black", "blur")
     completeness_tol: float = 0.01
     max_steps: int = 256
-    size: int = 512
+    size: int = 512  # 0: the model's input size (512 when it declares none)
     graham: bool = False
     output: str = "probability"
     method: str = "adaptive"
@@ -54,32 +62,38 @@ class AuditSettings:
     percentile: float = 99.5
     template: str | None = None
     jpeg_on_device: bool | None = None  # None: decode JPEGs on the device when it is CUDA
-    # per-study pages, DICOM output and sending it to a PACS (AET@HOST:PORT)
+    # per-study pages (the audit's own step), DICOM output and sending it to a PACS
+    # (AET@HOST:PORT): steps of medig.pacs that the caller composes, run_audit(extra_steps=...)
     per_study: bool = False
     dicom_out: bool = False
     send: str | None = None
     calling_aet: str = "MEDIG"
-    # model metadata from the command line (mean/std are filled with the values in
-    # effect once the model is loaded) and where each piece the model uses came from
-    mean: list[float] | None = None
-    std: list[float] | None = None
+    # model metadata from the command line (None: the model's)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     input_size: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
-    model_metadata: dict[str, Any] = field(default_factory=dict)
     # trust checks (per-image agreement/faithfulness, optional cross-checks, sanity check)
     trust_checks: bool = True
-    cross_check: list[str] = field(default_factory=list)
+    cross_check: tuple[str, ...] = ()
     sanity_sample: int = 8
     quality: str = "flag"  # image-quality gate, flag | skip | off
-    # absolute completeness tolerance (None: the default for the output, filled in by
-    # run_audit), torch.compile of the path passes (None: where it pays), autocast dtype of the
-    # path passes (None: float32).
+    # absolute completeness tolerance (None: the default for the output), torch.compile of the
+    # path passes (None: where it pays), autocast dtype of the path passes (None: float32).
     completeness_atol: float | None = None
     compile: bool | None = None
     path_dtype: str | None = None
 
+    def __post_init__(self) -> None:
+        for name in _TUPLES:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "model_args", dict(self.model_args))  # the caller's stays theirs
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as JSON-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @property
     def wants_dicom(self) -> bool:
@@ -92,29 +106,14 @@ class AuditSettings:
         the study's page)."""
         return self.per_study or self.wants_dicom
 
-    def numeric(self) -> dict[str, Any]:
-        """The settings that determine the per-image numbers."""
-        d = self.to_dict()
-        return {k: d[k] for k in NUMERIC_SETTINGS}
-
-    def key(self) -> str:
-        """A short hash of :meth:`numeric`: results computed under the same key are reusable."""
-        blob = json.dumps(self.numeric(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-    def changed_from(self, other: dict[str, Any]) -> list[str]:
-        """Names of the numeric settings that differ from a previous audit's settings dict."""
-        mine = self.numeric()
-        return [k for k in NUMERIC_SETTINGS if other.get(k) != mine[k]]
-
 
 def settings_problem(settings: AuditSettings) -> str | None:
     """The first reason ``settings`` cannot run, one line naming the ``medig audit`` option; or None.
 
-    Checked before anything is loaded or written, so that a typo costs no model load.
+    Checked before anything is loaded or written, so that a typo costs no model load. The options
+    of an optional step (e.g. ``--send``) are checked by that step (``AuditStep.problem``).
     """
     from medig.baselines import available_baselines
-    from medig.pacs.send import check_aet, parse_destination
 
     unknown = [b for b in settings.baselines if b not in available_baselines()]
     if unknown:
@@ -126,13 +125,11 @@ def settings_problem(settings: AuditSettings) -> str | None:
         return "--completeness-atol must be a finite number >= 0"
     if settings.sanity_sample < 0:
         return "--sanity-sample must be >= 0 (0 disables the sanity check)"
-    if settings.wants_dicom and not settings.include_phi:
-        return ("--dicom-out and --send need --include-phi: a DICOM object is filed under the "
-                "patient's identity, copied from the source image")
-    try:
-        if settings.send:
-            parse_destination(settings.send)
-        check_aet(settings.calling_aet, "--calling-aet")
-    except ValueError as error:
-        return str(error)
+    if settings.template is not None:  # read now, not after the whole audit has run
+        from medig.report.template import TemplateError, load_template
+
+        try:
+            load_template(settings.template)
+        except TemplateError as error:
+            return f"--template: {error}"
     return None

@@ -34,12 +34,9 @@ from typing import Any
 import numpy as np
 
 from medig.audit.errors import AuditError
-from medig.utils import atomic_write, open_regular
+from medig.utils import atomic_write, open_regular, read_json_file
 
 log = logging.getLogger("medig")
-
-#: Largest state file read back (a record of a many-frame DICOM is a few MB).
-MAX_STATE_BYTES = 256 << 20
 
 __all__ = [
     "DamagedWorkError",
@@ -47,14 +44,16 @@ __all__ = [
     "output_name",
     "parse_row_path",
     "printable",
-    "read_json_file",
     "record_key",
     "record_problem",
     "row_path",
     "unreadable_key",
 ]
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\]')
+# Control characters, shell-special ones, and the line breaks of str.splitlines beyond ASCII
+# (NEL, LINE and PARAGRAPH SEPARATOR): a name must stay one line wherever it is printed.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\x85\u2028\u2029<>:"|?*\\]')
+_LEADING = re.compile(r"^[\s.]+")
 #: Longest name component kept as it is, in bytes (UTF-8); longer ones are shortened to
 #: _SHORT_BYTES plus a hash. 120 leaves room for "_frame<k>", ".png" and the temporary-file
 #: decoration within the 143 bytes of the tightest common file system (eCryptfs), and NAME_MAX.
@@ -90,8 +89,8 @@ def _sanitise(part: str) -> str:
     """A name component with nothing a file system or shell may object to (may be empty)."""
     part = unicodedata.normalize("NFC", part)
     part = "".join("_" if 0xD800 <= ord(c) <= 0xDFFF else c for c in part)  # undecodable bytes
-    part = _UNSAFE.sub("_", part).strip()
-    return part.lstrip(".").strip()
+    # no leading dot, even behind spaces (". .jpg" must not become the hidden ".jpg")
+    return _LEADING.sub("", _UNSAFE.sub("_", part)).rstrip()
 
 
 def _component(part: str, last: bool) -> str:
@@ -141,6 +140,9 @@ def output_name(rel: str, frame: int | None = None) -> str:
     return "/".join(out)
 
 
+_LINE_BREAKS = "\x85\u2028\u2029"
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as os.fsdecode keeps it
@@ -149,6 +151,8 @@ def _escape_char(ch: str) -> str:
         return f"%u{code:04X}"
     if ch in "%#" or code < 0x20 or code == 0x7F:
         return f"%{code:02X}"
+    if ch in _LINE_BREAKS:  # a line break to str.splitlines, though not ASCII
+        return f"%u{code:04X}"
     return ch
 
 
@@ -192,32 +196,6 @@ def printable(text: str) -> str:
     """Free text (an error message) that can be written as UTF-8: bytes that are not UTF-8, kept by
     :func:`os.fsdecode` as surrogate escapes, become the four characters ``\xff``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def read_json_file(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> Any:
-    """The parsed JSON of a file the audit wrote earlier.
-
-    Raises
-    ------
-    FileNotFoundError
-        There is no such file (or a broken link).
-    ValueError
-        Why it cannot be used, in a few words: not a regular file (a FIFO is never opened, so
-        nothing blocks), unreadable, larger than ``max_bytes``, not UTF-8 or not JSON.
-    """
-    try:
-        with open_regular(path) as fh:
-            data = fh.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise ValueError(f"unreadable ({error.strerror or 'not a regular file'})") from None
-    if len(data) > max_bytes:
-        raise ValueError(f"larger than {max_bytes} bytes")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise ValueError(f"not JSON in UTF-8 ({type(error).__name__})") from None
 
 
 class DamagedWorkError(AuditError):

@@ -18,6 +18,14 @@ matched as a whole word (separated by ``_``, ``-``, ``.``, space or the name's e
 ``R``, ``OD``, ``RE``, ``right`` (right eye) and ``L``, ``OS``, ``LE``, ``left`` (left eye). So
 ``ROD.jpg`` and ``slide.png`` carry no hint, and a name with hints for both eyes is ambiguous (no
 laterality).
+
+**Content and name.** What the DICOM header says (study UID, laterality) is part of the file's
+content and may be stored with its work, which is keyed by the file's bytes
+(:func:`dicom_identity`). What comes from the name never is: two files with the same bytes under
+different names are one piece of work but may be two eyes of two studies, so the name-derived
+fields are filled in from each row's own name when the results are assembled
+(:func:`row_identity`). Names are hashed as the bytes the file system gave (:func:`os.fsencode`),
+so a name that is not UTF-8 gets an id like any other.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,13 +43,19 @@ from medig.io.dicom_ids import DicomIds
 from medig.utils import open_regular
 
 __all__ = [
+    "IDENTITY_FIELDS",
     "SECRET_NAME",
     "StudySecretError",
     "audit_secret",
+    "dicom_identity",
     "keyed_id",
     "laterality_from_name",
+    "row_identity",
     "study_fields",
 ]
+
+#: The result fields this module fills in.
+IDENTITY_FIELDS = ("study", "study_source", "laterality", "laterality_source")
 
 #: Name of the per-audit secret, inside ``<out>/.medig/``.
 SECRET_NAME = "study-secret"
@@ -103,8 +118,13 @@ def audit_secret(out_dir: str | os.PathLike) -> bytes:
 
 
 def keyed_id(secret: bytes, kind: str, value: str) -> str:
-    """16 hex digits of ``HMAC-SHA256(secret, kind + NUL + value)``."""
-    message = f"{kind}\0{value}".encode()
+    """16 hex digits of ``HMAC-SHA256(secret, kind + NUL + value)``.
+
+    ``value`` is encoded as the file system encodes names (:func:`os.fsencode`): a name that is
+    not UTF-8 (surrogate escapes from :func:`os.fsdecode`) is hashed as its original bytes, and
+    every other value as its UTF-8.
+    """
+    message = os.fsencode(kind) + b"\0" + os.fsencode(value)
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:_ID_HEX]
 
 
@@ -133,9 +153,68 @@ def _name_group(rel: str) -> str | None:
     return f"{parent}/{'_'.join(rest)}"
 
 
+def dicom_identity(secret: bytes, ids: DicomIds | None,
+                   laterality: str | None = None) -> dict[str, Any]:
+    """The identity fields that the file's content gives: None where its header says nothing.
+
+    Parameters
+    ----------
+    secret : bytes
+        The audit's secret (:func:`audit_secret`).
+    ids : DicomIds or None
+        The file's DICOM identity (:func:`medig.io.dicom_ids.read_dicom_ids`), None if not DICOM.
+    laterality : str, optional
+        Laterality already known from the decoded metadata (wins over ``ids``).
+
+    Returns
+    -------
+    dict
+        :data:`IDENTITY_FIELDS`: the keyed hash of ``StudyInstanceUID`` and the DICOM laterality,
+        each with source ``"dicom"``; these may be stored with the file's content-keyed work.
+    """
+    if not laterality and ids is not None and ids.laterality:
+        laterality = ids.laterality
+    study = keyed_id(secret, "study", ids.study_uid) if ids is not None and ids.study_uid else None
+    return {"study": study, "study_source": "dicom" if study else None,
+            "laterality": laterality or None, "laterality_source": "dicom" if laterality else None}
+
+
+def row_identity(secret: bytes, rel: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity fields of the result row of input ``rel``.
+
+    Only what came from the content is taken from ``stored`` (fields whose source is
+    ``"dicom"``, see :func:`dicom_identity`); the rest is derived from ``rel`` itself, never from
+    stored work, which other names with the same bytes share.
+
+    Parameters
+    ----------
+    secret : bytes
+        The audit's secret (:func:`audit_secret`).
+    rel : str
+        The input file's relative path (how results name it, without a ``#frame`` suffix).
+    stored : mapping
+        A row or a :func:`dicom_identity` dict; any other key is ignored.
+    """
+    if stored.get("laterality_source") == "dicom" and stored.get("laterality"):
+        laterality, lat_source = stored["laterality"], "dicom"
+    else:
+        laterality = laterality_from_name(rel)
+        lat_source = "file name" if laterality else None
+    if stored.get("study_source") == "dicom" and stored.get("study"):
+        study, study_source = stored["study"], "dicom"
+    elif (group := _name_group(rel)) is not None:
+        study, study_source = keyed_id(secret, "name", group), "file name"
+    else:
+        study, study_source = keyed_id(secret, "image", rel), "image"
+    return {"study": study, "study_source": study_source, "laterality": laterality,
+            "laterality_source": lat_source}
+
+
 def study_fields(secret: bytes, rel: str, ids: DicomIds | None,
                  laterality: str | None = None) -> dict[str, Any]:
     """The result fields ``study``, ``study_source``, ``laterality``, ``laterality_source``.
+
+    :func:`dicom_identity`, completed from the name by :func:`row_identity`.
 
     Parameters
     ----------
@@ -148,17 +227,4 @@ def study_fields(secret: bytes, rel: str, ids: DicomIds | None,
     laterality : str, optional
         Laterality already known from the decoded metadata.
     """
-    source = "dicom" if laterality else None
-    if not laterality and ids is not None and ids.laterality:
-        laterality, source = ids.laterality, "dicom"
-    if not laterality:
-        laterality = laterality_from_name(rel)
-        source = "file name" if laterality else None
-    if ids is not None and ids.study_uid:
-        study, study_source = keyed_id(secret, "study", ids.study_uid), "dicom"
-    elif (group := _name_group(rel)) is not None:
-        study, study_source = keyed_id(secret, "name", group), "file name"
-    else:
-        study, study_source = keyed_id(secret, "image", rel), "image"
-    return {"study": study, "study_source": study_source, "laterality": laterality,
-            "laterality_source": source}
+    return row_identity(secret, rel, dicom_identity(secret, ids, laterality))

@@ -3,18 +3,19 @@
 
 A target is ``pred`` (each image's predicted class), one class (by name or index), or a group of
 classes ``"NAME=C1,C2,..."`` whose summed probability is explained (e.g. referable DR = moderate +
-severe + proliferative). :func:`checked_target` resolves it once, right after the model is loaded
-and before anything is written, so a bad one is a usage error; :func:`describe_target` is what
-the manifest and report say about it.
+severe + proliferative). :func:`checked_target` resolves it once, when the audit's plan is built
+(:func:`medig.audit.plan.resolve`, right after the model is loaded and before anything is
+written), so a bad one is a usage error; :func:`describe_target` is what the manifest and report
+say about it.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from medig.attr.class_group import ClassGroup, parse_target
+from medig.attr.class_group import ClassGroup
+from medig.attr.target_syntax import parse_target
 from medig.audit.errors import AuditUsageError
-from medig.audit.settings import AuditSettings
 from medig.report.targets import declared_where
 
 __all__ = ["checked_target", "describe_target", "resolve_target", "target_spec"]
@@ -50,34 +51,46 @@ def target_spec(target: int | ClassGroup | None, class_names: Sequence[str]) -> 
     return str(class_names[target])
 
 
-def checked_target(settings: AuditSettings) -> str:
-    """``settings.target`` (``"pred"`` when unset), resolved once against the class names so an
-    unknown class or a group explained as a logit stops the audit before it writes anything.
+def checked_target(spec: str, class_names: Sequence[str], output: str = "probability",
+                   source: str | None = None) -> int | ClassGroup | None:
+    """``spec`` resolved against the class names (see :func:`resolve_target`), so an unknown
+    class or a group explained as a logit stops the audit before it writes anything; a target the
+    model declared (``source``, as in the manifest's ``target_source``) says where it came from.
 
     Raises
     ------
     AuditUsageError
     """
-    target = settings.target or "pred"
-    where = declared_where((settings.model_metadata or {}).get("target_source"))
+    where = declared_where(source)
     try:
-        resolve_target(target, settings.class_names, settings.output)
+        return resolve_target(spec, class_names, output)
     except AuditUsageError as error:
         if where is None:
             raise
-        raise AuditUsageError(f"the model declares the target {target!r} ({where}), which does "
+        raise AuditUsageError(f"the model declares the target {spec!r} ({where}), which does "
                               f"not work here ({str(error).removeprefix('--target: ')}); pass "
                               "--target pred or a class") from None
-    return target
 
 
-def describe_target(settings: AuditSettings) -> dict[str, Any]:
+def describe_target(target: int | ClassGroup | None, spec: str, class_names: Sequence[str],
+                    output: str, source: str | None) -> dict[str, Any]:
     """What the audit explains, for ``manifest.json`` and the report: kind (``predicted``,
-    ``class`` or ``group``), name, member names and indices, the formula, and the source."""
-    target = resolve_target(settings.target or "pred", settings.class_names, settings.output)
-    names = list(settings.class_names)
-    source = (settings.model_metadata or {}).get("target_source")
-    out: dict[str, Any] = {"spec": settings.target or "pred", "source": source}
+    ``class`` or ``group``), name, member names and indices, the formula, and the source.
+
+    Parameters
+    ----------
+    target : int, ClassGroup or None
+        The resolved target (:func:`checked_target`); None for the predicted class.
+    spec : str
+        The target as given or declared (``--target`` syntax).
+    class_names : sequence of str
+    output : str
+        The explained output, ``"probability"`` or ``"logit"``.
+    source : str or None
+        Where the target came from (the manifest's ``target_source``).
+    """
+    names = list(class_names)
+    out: dict[str, Any] = {"spec": spec, "source": source}
     if target is None:
         out.update(kind="predicted", name=None, members=None, indices=None)
     elif isinstance(target, ClassGroup):
@@ -85,5 +98,5 @@ def describe_target(settings: AuditSettings) -> dict[str, Any]:
                    indices=list(target.indices), formula=target.formula(names))
     else:
         out.update(kind="class", name=names[target], members=[names[target]], indices=[target])
-    out["output"] = settings.output
+    out["output"] = output
     return out

@@ -12,6 +12,13 @@ One check per module, importable without the audit (which calls them as steps):
 - :func:`occlusion_agreement` (:mod:`~medig.checks.occlusion`): does occlusion rank the retina's
   regions like IG?
 
+The checks that see the images (:func:`deletion_curve`, :func:`occlusion_agreement`,
+:func:`randomisation_test` and :func:`image_checks`) find the field of view themselves by default
+(``fov="auto"``: :func:`medig.preprocess.fov_mask`, the audit's detector), so that they give the
+audit's verdict on fundus photographs; ``fov=None`` uses every pixel. The map-only functions
+(:func:`baseline_agreement`, :func:`baseline_topk_overlap`, :func:`map_similarity`) cannot see
+the images: pass them the field of view.
+
 :func:`trust_flags` turns the figures into per-image flags with the thresholds of
 :mod:`medig.checks.thresholds`, where every threshold is documented with the measurements that
 chose it.

@@ -7,13 +7,20 @@ checks run where the attributions were computed (the GPU in a GPU audit).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["average_ranks", "cell_grid", "channel_map", "fov_or_all", "spearman", "ssim",
-           "topk_overlap"]
+from medig.preprocess.fov_detection import fov_mask
+
+__all__ = ["FovArg", "average_ranks", "cell_grid", "channel_map", "fov_or_all", "resolve_fov",
+           "spearman", "ssim", "topk_overlap"]
+
+#: A check's ``fov`` argument: a bool mask, ``"auto"`` (detected on the images) or None (every
+#: pixel).
+FovArg = Tensor | Literal["auto"] | None
 
 
 def channel_map(attributions: Tensor) -> Tensor:
@@ -24,6 +31,28 @@ def channel_map(attributions: Tensor) -> Tensor:
         return attributions
     raise ValueError(f"expected attributions (N, C, H, W) or maps (N, H, W), got shape "
                      f"{tuple(attributions.shape)}")
+
+
+def resolve_fov(fov: FovArg, inputs: Tensor) -> Tensor | None:
+    """The field of view a check pools over: ``fov`` itself, or for ``"auto"`` the one detected on
+    ``inputs`` (images in [0, 1]) by :func:`medig.preprocess.fov_mask`, the detector of the audit.
+
+    On a fundus photograph the black surround holds no attribution: left in, its many tied cells
+    dominate a rank comparison, so the check would not give the audit's verdict. None keeps every
+    pixel (a full-frame image, or the behaviour before ``"auto"`` became the default).
+
+    Raises
+    ------
+    ValueError
+        If ``fov`` is another string.
+    """
+    if fov is None or isinstance(fov, Tensor):
+        return fov
+    if isinstance(fov, str) and fov == "auto":
+        if not isinstance(inputs, Tensor) or inputs.ndim != 4 or inputs.shape[0] == 0:
+            return None  # nothing to detect on; the check reports the shape itself
+        return fov_mask(inputs.detach())
+    raise ValueError(f"fov must be a bool mask, 'auto' or None, got {fov!r}")
 
 
 def fov_or_all(fov: Tensor | None, like: Tensor) -> Tensor:
@@ -69,7 +98,7 @@ def cell_grid(maps: Tensor, fov: Tensor, cell: int, min_cover: float = 0.5
     """
     if cell < 1:
         raise ValueError(f"cell must be >= 1 pixel, got {cell}")
-    n, h, w = maps.shape
+    _, h, w = maps.shape
     pad = (0, (-w) % cell, 0, (-h) % cell)
     inside = F.pad(fov.to(torch.float64), pad)[:, None]
     values = F.pad(maps.to(torch.float64), pad)[:, None] * inside

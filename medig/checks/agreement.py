@@ -53,7 +53,10 @@ def baseline_agreement(a: Tensor, b: Tensor, fov: Tensor | None = None, cell: in
         ``(N, C, H, W)`` attributions (summed over channels) or ``(N, H, W)`` maps of the same
         images, e.g. ``Explanation.per_baseline[0]`` and ``[1]``.
     fov : Tensor, optional
-        Bool field of view ``(N, 1, H, W)`` or ``(N, H, W)``; None uses every pixel.
+        Bool field of view ``(N, 1, H, W)`` or ``(N, H, W)``; None uses every pixel. This
+        function sees maps, not images, so it cannot find the field of view itself: for fundus
+        photographs pass ``medig.preprocess.fov_mask(images)`` (as the audit does), or the black
+        surround's tied cells weigh in the ranks.
     cell : int
         Side of the pooling cells in pixels.
 

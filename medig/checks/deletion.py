@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from medig.attr.chunking import auto_chunk_size, run_chunked
-from medig.checks._grid import cell_grid, channel_map, fov_or_all
+from medig.checks._grid import FovArg, cell_grid, channel_map, fov_or_all, resolve_fov
 
 __all__ = ["DeletionResult", "LogOdds", "deletion_curve", "faithfulness_output", "make_fill",
            "select_output"]
@@ -197,7 +197,7 @@ def deletion_curve(
     inputs: Tensor,
     attributions: Tensor,
     target: int | list[int] | Tensor | None,
-    fov: Tensor | None = None,
+    fov: FovArg = "auto",
     steps: int = 10,
     fill: str | float | Tensor | Callable[[Tensor], Tensor] = "blur",
     random_orders: int = 3,
@@ -219,8 +219,11 @@ def deletion_curve(
         removed from the most positive (strongest evidence for the output) down.
     target : int, list, Tensor or None
         Output index per image (None for a single output).
-    fov : Tensor, optional
-        Bool field of view ``(N, 1, H, W)``; only its pixels are removed. None: every pixel.
+    fov : Tensor, "auto" or None
+        Bool field of view ``(N, 1, H, W)``; only its pixels are removed. ``"auto"`` (default):
+        detected on ``inputs`` by :func:`medig.preprocess.fov_mask`, as the audit does, so that
+        the black surround of a fundus photograph is not "removed"; None: every pixel (the
+        default before ``"auto"``).
     steps : int
         Equal parts the field of view is removed in (the curve has ``steps + 1`` points).
     fill : str, float, Tensor or callable
@@ -252,7 +255,7 @@ def deletion_curve(
     if tuple(amap.shape) != (n, h, w):
         raise ValueError(f"attributions of shape {tuple(attributions.shape)} do not match inputs "
                          f"{tuple(inputs.shape)}")
-    inside = fov_or_all(fov, amap).reshape(n, h * w)
+    inside = fov_or_all(resolve_fov(fov, inputs), amap).reshape(n, h * w)
     filler = make_fill(fill, inputs).detach()
     tgt = _target_tensor(target, n, device)
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from medig.attr.chunking import auto_chunk_size
-from medig.checks._grid import cell_grid, channel_map, fov_or_all, spearman
+from medig.checks._grid import FovArg, cell_grid, channel_map, fov_or_all, resolve_fov, spearman
 from medig.checks.deletion import make_fill
 
 __all__ = ["DEFAULT_GRID", "OcclusionResult", "occlusion_agreement"]
@@ -57,7 +57,7 @@ def occlusion_agreement(
     inputs: Tensor,
     attributions: Tensor,
     target: int | list[int] | Tensor | None,
-    fov: Tensor | None = None,
+    fov: FovArg = "auto",
     patch: int | None = None,
     fill: str | float | Tensor | Callable[[Tensor], Tensor] = "blur",
     internal_batch_size: int | Literal["auto"] = "auto",
@@ -74,8 +74,10 @@ def occlusion_agreement(
         IG attributions ``(N, C, H, W)`` (or ``(N, H, W)`` maps) of the same images and target.
     target : int, list, Tensor or None
         Output index per image.
-    fov : Tensor, optional
+    fov : Tensor, "auto" or None
         Bool field of view; patches less than half inside it are left out of the comparison.
+        ``"auto"`` (default): detected on ``inputs`` by :func:`medig.preprocess.fov_mask`, as the
+        audit does; None: every patch (the default before ``"auto"``).
     patch : int, optional
         Patch side in pixels; default ``H // 16`` (a 16 x 16 grid).
     fill : str, float, Tensor or callable
@@ -105,7 +107,7 @@ def occlusion_agreement(
             perturbations_per_eval=max(1, per_eval // max(n, 1)))
     occ_map = channel_map(occ.detach()) / c  # Captum spreads the drop over the window's channels
     amap = channel_map(attributions.detach().to(x.device))
-    mask = fov_or_all(fov, amap)
+    mask = fov_or_all(resolve_fov(fov, x), amap)
     every = torch.ones_like(mask)
     # The occlusion map is constant on each patch: its value is the patch's drop.
     occ_grid, _ = cell_grid(occ_map, every, side)

@@ -2,7 +2,7 @@
 """All per-image checks of an explained batch in one call, as result columns.
 
 The audit runs the checks as separate batch steps (:mod:`medig.audit.steps`); MONAI's
-:class:`~medig.monai.IntegratedGradientsd` and the engine handler call :func:`image_checks`.
+:class:`~medig.monai.ComputeIntegratedGradientsd` and the engine handler call :func:`image_checks`.
 Both produce the same columns from the same functions.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import medig.checks.thresholds as thresholds
 from medig.attr import Explanation
-from medig.checks import thresholds
+from medig.checks._grid import FovArg, resolve_fov
 from medig.checks.agreement import DEFAULT_CELL, TOPK_FRACTION, per_baseline_agreement
 from medig.checks.deletion import deletion_curve
 from medig.checks.occlusion import occlusion_agreement
@@ -47,7 +48,7 @@ def image_checks(
     forward_func: Callable[[Tensor], Tensor],
     inputs: Tensor,
     explanation: Explanation,
-    fov: Tensor | None = None,
+    fov: FovArg = "auto",
     *,
     agreement: bool = True,
     faithfulness: bool = True,
@@ -66,8 +67,11 @@ def image_checks(
     explanation : Explanation
         From :meth:`medig.FundusIntegratedGradients.explain` (its ``per_baseline`` maps are used
         as they are, nothing is recomputed).
-    fov : Tensor, optional
-        Bool field of view ``(N, 1, H, W)``.
+    fov : Tensor, "auto" or None
+        Bool field of view ``(N, 1, H, W)`` of every check. ``"auto"`` (default): detected once
+        on ``inputs`` by :func:`medig.preprocess.fov_mask`, as the audit does, so that the black
+        surround of a fundus photograph does not count; None: every pixel (the default before
+        ``"auto"``).
     agreement, faithfulness, occlusion : bool
         Compare the baselines' maps, run the deletion check (forward passes) and the occlusion
         cross-check (more of them). Both fill with the explanation's own blurred image when it
@@ -82,6 +86,7 @@ def image_checks(
         agreement columns are absent with a single baseline, the occlusion column unless asked).
     """
     out: dict[str, Tensor] = {}
+    fov = resolve_fov(fov, inputs)  # once, for every check
     pair = (per_baseline_agreement(explanation.per_baseline, fov, cell, TOPK_FRACTION)
             if agreement else None)
     if pair is not None:

@@ -47,7 +47,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from medig.checks._grid import cell_grid, channel_map, fov_or_all, spearman, ssim
+from medig.checks._grid import (
+    FovArg,
+    cell_grid,
+    channel_map,
+    fov_or_all,
+    resolve_fov,
+    spearman,
+    ssim,
+)
 from medig.checks.agreement import DEFAULT_CELL
 from medig.checks.thresholds import RANDOMISATION_MAX_SIMILARITY
 
@@ -196,7 +204,11 @@ def ig_explainer(baselines: Sequence[object] = ("black", "blur"), output: str = 
 
 def map_similarity(a: Tensor, b: Tensor, fov: Tensor | None = None, cell: int = DEFAULT_CELL
                    ) -> tuple[Tensor, Tensor]:
-    """Spearman and SSIM of ``|attribution|`` of two maps pooled to cells: ``(N,)`` each."""
+    """Spearman and SSIM of ``|attribution|`` of two maps pooled to cells: ``(N,)`` each.
+
+    ``fov`` as for :func:`medig.checks.baseline_agreement` (None: every pixel; these are maps
+    only, so the field of view cannot be found here: pass ``medig.preprocess.fov_mask(images)``).
+    """
     ma, mb = channel_map(a.detach()).abs(), channel_map(b.detach()).abs()
     mask = fov_or_all(fov, ma)
     ga, valid = cell_grid(ma, mask, cell)
@@ -216,7 +228,7 @@ def randomisation_test(
     target: int | Sequence[int] | Tensor,
     explain: Explainer | None = None,
     stages: Sequence[str] | None = None,
-    fov: Tensor | None = None,
+    fov: FovArg = "auto",
     *,
     baselines: Sequence[object] = ("black", "blur"),
     output: str = "probability",
@@ -242,8 +254,11 @@ def randomisation_test(
     stages : sequence of str, optional
         Names (as in ``model.named_modules()``) of the modules to randomise, output end first;
         default :func:`model_stages` (``max_stages`` of them).
-    fov : Tensor, optional
-        Bool field of view ``(N, 1, H, W)`` for pooling.
+    fov : Tensor, "auto" or None
+        Bool field of view ``(N, 1, H, W)`` the maps are compared in. ``"auto"`` (default):
+        detected on ``inputs`` by :func:`medig.preprocess.fov_mask`, as the audit does, so that
+        the tied cells of a fundus photograph's black surround do not count; None: every pixel
+        (the default before ``"auto"``; it fails IG on the demo model through those ties).
     baselines, output, n_steps :
         Settings of the default explainer.
     max_stages : int or None
@@ -284,6 +299,7 @@ def randomisation_test(
     if missing:
         raise ValueError(f"stages not found in the model: {', '.join(missing)}")
     explain = explain or ig_explainer(baselines, output, n_steps)
+    fov = resolve_fov(fov, inputs)
     device = inputs.device
     tgt = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
     tgt = tgt.expand(n).clone() if tgt.numel() == 1 else tgt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from medig.checks import thresholds
+import medig.checks.thresholds as thresholds
 
 __all__ = ["TRUST_FLAGS", "trust_flags"]
 

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from medig.attr.class_group import ClassGroup, parse_target
+from medig.attr.class_group import ClassGroup
+from medig.attr.target_syntax import parse_target
 from medig.models.architectures import (
     ARCHITECTURE_PREFIXES,
     build_architecture,

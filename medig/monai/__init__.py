@@ -5,15 +5,20 @@
 Importable only where MONAI is installed (``pip install "medig[monai]"`` also brings
 ``pytorch-ignite`` for the handler); nothing in medig's core imports this package. Everything here
 is a thin adapter over :mod:`medig.preprocess`, :class:`medig.FundusIntegratedGradients`,
-:mod:`medig.render` and :mod:`medig.audit.records`: same numbers as the core API.
+:mod:`medig.visualize` and :mod:`medig.audit.records`: same numbers as the core API.
 
-Name clash: :class:`medig.monai.FundusPreprocess` is a MONAI ``Transform`` for one channel-first
-image as MONAI loads it; :class:`medig.preprocess.FundusPreprocess` is the batched ``nn.Module`` of
-the core. Likewise :class:`medig.monai.IntegratedGradients` is a transform, not Captum's class.
+Names: the transforms are named as MONAI names its own, by what they do.
+:class:`PreprocessFundus` (with ``PreprocessFundusd``, ``D``, ``Dict``) preprocesses one
+channel-first image as MONAI loads it, through the batched core ``nn.Module``
+:class:`medig.preprocess.FundusPreprocess`; :class:`ComputeIntegratedGradients` (and its dictionary
+forms) computes attributions through :class:`medig.FundusIntegratedGradients`, and is not Captum's
+``IntegratedGradients``. Their former names (``FundusPreprocess``, ``IntegratedGradients``,
+``FundusPreprocessd``, ``IntegratedGradientsd``, ...) still work for one release, with a
+``DeprecationWarning``.
 
 Orientation: MONAI's ``PILReader`` and ``PydicomReader`` return 2-D images with spatial axes
-``(W, H)`` by default; pass ``reverse_indexing=True`` to :class:`FundusPreprocess` /
-:class:`FundusPreprocessd` (or load with ``PILReader(reverse_indexing=False)``) so models see the
+``(W, H)`` by default; pass ``reverse_indexing=True`` to :class:`PreprocessFundus` /
+:class:`PreprocessFundusd` (or load with ``PILReader(reverse_indexing=False)``) so models see the
 photograph as :func:`medig.io.read_image` returns it.
 """
 from __future__ import annotations
@@ -23,41 +28,47 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without MONAI
     raise ImportError('medig.monai needs MONAI: pip install "medig[monai]"') from exc
 
+from medig._deprecation import renamed_attribute
+from medig.monai import array as _array
+from medig.monai import dictionary as _dictionary
 from medig.monai.array import (
     FOV_BOX_KEY,
     STATS_FIELDS,
-    FundusPreprocess,
-    IntegratedGradients,
+    ComputeIntegratedGradients,
+    PreprocessFundus,
     explanation_stats,
     to_unit_range,
 )
 from medig.monai.dictionary import (
-    FundusPreprocessD,
-    FundusPreprocessd,
-    FundusPreprocessDict,
-    IntegratedGradientsD,
-    IntegratedGradientsd,
-    IntegratedGradientsDict,
+    ComputeIntegratedGradientsD,
+    ComputeIntegratedGradientsd,
+    ComputeIntegratedGradientsDict,
+    PreprocessFundusD,
+    PreprocessFundusd,
+    PreprocessFundusDict,
 )
 from medig.monai.visualizer import IntegratedGradientsVisualizer, minmax_normalizer
 
 __all__ = [
     "FOV_BOX_KEY",
     "STATS_FIELDS",
-    "FundusPreprocess",
-    "FundusPreprocessD",
-    "FundusPreprocessDict",
-    "FundusPreprocessd",
-    "IntegratedGradients",
-    "IntegratedGradientsD",
-    "IntegratedGradientsDict",
+    "ComputeIntegratedGradients",
+    "ComputeIntegratedGradientsD",
+    "ComputeIntegratedGradientsDict",
+    "ComputeIntegratedGradientsd",
     "IntegratedGradientsHandler",
     "IntegratedGradientsVisualizer",
-    "IntegratedGradientsd",
+    "PreprocessFundus",
+    "PreprocessFundusD",
+    "PreprocessFundusDict",
+    "PreprocessFundusd",
     "explanation_stats",
     "minmax_normalizer",
     "to_unit_range",
 ]
+
+#: Former names of the transforms, served with a DeprecationWarning until the next release.
+_RENAMED = {**_array._RENAMED, **_dictionary._RENAMED}
 
 
 def __getattr__(name: str) -> object:
@@ -67,4 +78,4 @@ def __getattr__(name: str) -> object:
         from medig.monai.handlers import IntegratedGradientsHandler
 
         return IntegratedGradientsHandler
-    raise AttributeError(f"module 'medig.monai' has no attribute {name!r}")
+    return renamed_attribute(__name__, _RENAMED, globals(), name)

@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Array transforms: medig's fundus preprocessing and Integrated Gradients in MONAI's idiom.
 
-Both are thin: :class:`FundusPreprocess` calls :class:`medig.preprocess.FundusPreprocess` and
-:class:`IntegratedGradients` calls :meth:`medig.FundusIntegratedGradients.explain`; they only adapt
-MONAI's data layout (channel-first, ``MetaTensor``, 0-255 floats, reversed PIL axes) and metadata.
-
-Name clash: :class:`medig.monai.FundusPreprocess` is this MONAI ``Transform`` for one image as MONAI
-loads it; :class:`medig.preprocess.FundusPreprocess` is the batched core ``nn.Module`` it wraps.
+Both are thin: :class:`PreprocessFundus` calls :class:`medig.preprocess.FundusPreprocess` and
+:class:`ComputeIntegratedGradients` calls :meth:`medig.FundusIntegratedGradients.explain`; they
+only adapt MONAI's data layout (channel-first, ``MetaTensor``, 0-255 floats, reversed PIL axes) and
+metadata. Named as MONAI names its transforms, by what they do (``ScaleIntensity``,
+``ComputeHoVerMaps``), so neither is mistaken for the core ``nn.Module`` it wraps or for Captum's
+``IntegratedGradients``; the former names ``FundusPreprocess`` and ``IntegratedGradients`` still
+work for one release, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_tensor
 from torch import Tensor, nn
 
+from medig._deprecation import renamed_attribute
 from medig.attr import Explanation, FundusIntegratedGradients
 from medig.baselines import BaselineSpec
 from medig.monai._meta import crop_resize_index_map, plain, with_meta
@@ -29,19 +31,24 @@ from medig.preprocess import FundusPreprocess as _CorePreprocess
 __all__ = [
     "FOV_BOX_KEY",
     "STATS_FIELDS",
-    "FundusPreprocess",
-    "IntegratedGradients",
+    "ComputeIntegratedGradients",
+    "PreprocessFundus",
     "eval_mode_of",
     "explanation_stats",
     "to_unit_range",
 ]
+
+#: Former names, served with a DeprecationWarning until the next release.
+_RENAMED = {"FundusPreprocess": "PreprocessFundus",
+            "IntegratedGradients": "ComputeIntegratedGradients"}
 
 FOV_BOX_KEY = "medig_fov_box"
 """Metadata entry recording the crop box ``x0, y0, x1, y1`` in the original ``(H, W)`` pixels."""
 
 STATS_FIELDS = ("target", "score", "baseline_score", "delta", "relative_error", "n_steps",
                 "converged")
-"""Completeness figures written by :class:`~medig.monai.IntegratedGradientsd` (``Explanation`` fields)."""
+"""Completeness figures written by :class:`~medig.monai.ComputeIntegratedGradientsd`
+(``Explanation`` fields)."""
 
 
 def to_unit_range(img: Tensor) -> Tensor:
@@ -67,7 +74,7 @@ def to_unit_range(img: Tensor) -> Tensor:
     return img / 255.0 if top > 1.0 else img
 
 
-class FundusPreprocess(Transform):
+class PreprocessFundus(Transform):
     """MONAI transform: FOV mask, square crop on the disk, resize and optional Graham normalisation.
 
     Wraps :class:`medig.preprocess.FundusPreprocess` (same parameters, same numbers) for ONE
@@ -99,7 +106,7 @@ class FundusPreprocess(Transform):
     --------
     >>> from monai.transforms import Compose, EnsureChannelFirst, LoadImage
     >>> pre = Compose([LoadImage(image_only=True), EnsureChannelFirst(),
-    ...                FundusPreprocess(size=256, reverse_indexing=True)])  # doctest: +SKIP
+    ...                PreprocessFundus(size=256, reverse_indexing=True)])  # doctest: +SKIP
     """
 
     backend = [TransformBackends.TORCH]
@@ -201,7 +208,7 @@ def explanation_stats(explanation: Explanation, squeeze: bool = False) -> dict[s
     return stats
 
 
-class IntegratedGradients(Transform):
+class ComputeIntegratedGradients(Transform):
     """MONAI transform: Integrated Gradients attributions of a classifier for an image or a batch.
 
     A thin adapter over :meth:`medig.FundusIntegratedGradients.explain` (adaptive steps until the
@@ -286,7 +293,7 @@ class IntegratedGradients(Transform):
         ``faithfulness``, ``deletion_auc`` and ``random_deletion_auc``, as ``(N,)`` CPU tensors.
 
         ``fov`` is the boolean field of view (``(1, H, W)`` or ``(N, 1, H, W)``, e.g.
-        :class:`FundusPreprocessd`'s mask); None uses every pixel.
+        :class:`PreprocessFundusd`'s mask); None uses every pixel.
         """
         from medig.checks import image_checks
 
@@ -311,3 +318,7 @@ class IntegratedGradients(Transform):
     ) -> Tensor:
         """Attributions for ``img`` (``(C, H, W)`` or ``(N, C, H, W)``), same shape and metadata."""
         return self.attributions_like(self.explain(img, target), img)
+
+
+def __getattr__(name: str) -> object:
+    return renamed_attribute(__name__, _RENAMED, globals(), name)

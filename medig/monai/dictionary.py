@@ -17,17 +17,24 @@ from monai.transforms import MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor, nn
 
+from medig._deprecation import renamed_attribute
 from medig.baselines import BaselineSpec
-from medig.monai.array import FundusPreprocess, IntegratedGradients, explanation_stats
+from medig.monai.array import ComputeIntegratedGradients, PreprocessFundus, explanation_stats
 
 __all__ = [
-    "FundusPreprocessD",
-    "FundusPreprocessDict",
-    "FundusPreprocessd",
-    "IntegratedGradientsD",
-    "IntegratedGradientsDict",
-    "IntegratedGradientsd",
+    "ComputeIntegratedGradientsD",
+    "ComputeIntegratedGradientsDict",
+    "ComputeIntegratedGradientsd",
+    "PreprocessFundusD",
+    "PreprocessFundusDict",
+    "PreprocessFundusd",
 ]
+
+#: Former names, served with a DeprecationWarning until the next release.
+_RENAMED = {
+    **{f"FundusPreprocess{s}": "PreprocessFundusd" for s in ("d", "D", "Dict")},
+    **{f"IntegratedGradients{s}": "ComputeIntegratedGradientsd" for s in ("d", "D", "Dict")},
+}
 
 
 def _names(given: KeysCollection | None, keys: tuple[Hashable, ...], postfix: str) -> tuple:
@@ -39,8 +46,8 @@ def _names(given: KeysCollection | None, keys: tuple[Hashable, ...], postfix: st
     return names
 
 
-class FundusPreprocessd(MapTransform):
-    """Dictionary form of :class:`medig.monai.FundusPreprocess`.
+class PreprocessFundusd(MapTransform):
+    """Dictionary form of :class:`medig.monai.PreprocessFundus`.
 
     Each image under ``keys`` is replaced by its preprocessed ``(3, size, size)`` version and its
     boolean FOV mask ``(1, size, size)`` is written under the matching ``mask_keys`` entry (default
@@ -51,7 +58,7 @@ class FundusPreprocessd(MapTransform):
     keys : KeysCollection
         Keys of the images (channel-first, as ``LoadImaged`` + ``EnsureChannelFirstd`` give).
     size, crop, graham, margin, reverse_indexing, graham_sigma :
-        As :class:`medig.monai.FundusPreprocess` (``reverse_indexing=True`` for images loaded with
+        As :class:`medig.monai.PreprocessFundus` (``reverse_indexing=True`` for images loaded with
         MONAI's ``PILReader``/``PydicomReader`` defaults, whose spatial axes are ``(W, H)``).
     mask_keys : str or sequence of str, optional
         Where to write the FOV masks, one per key; default ``f"{key}_fov_mask"``.
@@ -59,7 +66,7 @@ class FundusPreprocessd(MapTransform):
         Skip keys absent from the data instead of raising.
     """
 
-    backend = FundusPreprocess.backend
+    backend = PreprocessFundus.backend
 
     def __init__(
         self,
@@ -74,7 +81,7 @@ class FundusPreprocessd(MapTransform):
         graham_sigma: float | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.preprocess = FundusPreprocess(size=size, crop=crop, graham=graham, margin=margin,
+        self.preprocess = PreprocessFundus(size=size, crop=crop, graham=graham, margin=margin,
                                            reverse_indexing=reverse_indexing, return_mask=True,
                                            graham_sigma=graham_sigma)
         self.mask_keys = _names(mask_keys, self.keys, "fov_mask")
@@ -86,8 +93,8 @@ class FundusPreprocessd(MapTransform):
         return d
 
 
-class IntegratedGradientsd(MapTransform):
-    """Dictionary form of :class:`medig.monai.IntegratedGradients`.
+class ComputeIntegratedGradientsd(MapTransform):
+    """Dictionary form of :class:`medig.monai.ComputeIntegratedGradients`.
 
     Works on one sample (``(C, H, W)`` images, e.g. inside a ``Dataset``'s transform) and on a
     collated batch (``(N, C, H, W)``, e.g. applied to a ``DataLoader`` batch or as an engine's
@@ -104,9 +111,9 @@ class IntegratedGradientsd(MapTransform):
     Parameters
     ----------
     keys : KeysCollection
-        Image keys (pixel-space RGB in [0, 1], e.g. the output of :class:`FundusPreprocessd`).
+        Image keys (pixel-space RGB in [0, 1], e.g. the output of :class:`PreprocessFundusd`).
     nn_module, baselines, target, completeness_tol, max_steps, method, internal_batch_size, device :
-        As :class:`medig.monai.IntegratedGradients`.
+        As :class:`medig.monai.ComputeIntegratedGradients`.
     target_key : str, optional
         Take the class to explain from ``data[target_key]`` (class index per image, e.g. the
         ``"label"``) instead of ``target``.
@@ -116,12 +123,12 @@ class IntegratedGradientsd(MapTransform):
         Add the per-image trust checks to the stats (forward passes: about 40 per image).
     mask_keys : str or sequence of str, optional
         Field-of-view masks used by the checks, one per key (default ``f"{key}_fov_mask"``, as
-        :class:`FundusPreprocessd` writes; every pixel when the data has no such key).
+        :class:`PreprocessFundusd` writes; every pixel when the data has no such key).
     allow_missing_keys : bool
         Skip keys absent from the data instead of raising.
     """
 
-    backend = IntegratedGradients.backend
+    backend = ComputeIntegratedGradients.backend
 
     def __init__(
         self,
@@ -144,7 +151,7 @@ class IntegratedGradientsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.trust_checks = trust_checks
         self.mask_keys = _names(mask_keys, self.keys, "fov_mask")
-        self.ig = IntegratedGradients(
+        self.ig = ComputeIntegratedGradients(
             nn_module, baselines=baselines, target=target, completeness_tol=completeness_tol,
             max_steps=max_steps, method=method, internal_batch_size=internal_batch_size,
             device=device)
@@ -173,5 +180,9 @@ class IntegratedGradientsd(MapTransform):
         return d
 
 
-FundusPreprocessD = FundusPreprocessDict = FundusPreprocessd
-IntegratedGradientsD = IntegratedGradientsDict = IntegratedGradientsd
+PreprocessFundusD = PreprocessFundusDict = PreprocessFundusd
+ComputeIntegratedGradientsD = ComputeIntegratedGradientsDict = ComputeIntegratedGradientsd
+
+
+def __getattr__(name: str) -> object:
+    return renamed_attribute(__name__, _RENAMED, globals(), name)

@@ -17,12 +17,15 @@ from torch import Tensor
 
 from medig.attr.outputs import explained_output
 from medig.audit.manifest import write_manifest
+from medig.audit.plan import AuditPlan
 from medig.audit.records import explanation_rows, round_float, write_results
 from medig.audit.settings import AuditSettings
+from medig.audit.store import output_name, row_path
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
-from medig.monai.array import IntegratedGradients, eval_mode_of, to_unit_range
-from medig.render import (
+from medig.monai.array import ComputeIntegratedGradients, eval_mode_of, to_unit_range
+from medig.utils import sha256_file
+from medig.visualize import (
     DEFAULT_PERCENTILE,
     abs_quantiles,
     attribution_map,
@@ -32,7 +35,6 @@ from medig.render import (
     save_png,
     side_by_side,
 )
-from medig.utils import sha256_file
 
 try:  # MONAI >= 1.4
     from monai.utils import IgniteInfo
@@ -74,7 +76,7 @@ class IntegratedGradientsHandler:
     :meth:`medig.FundusIntegratedGradients.explain`; when the run completes it writes, in
     ``out_dir``, exactly what ``medig audit`` writes: ``results.jsonl``/``results.csv`` (rows from
     :func:`medig.audit.records.explanation_rows`), ``overlays/<path>.png`` (original | green/red
-    overlay, :mod:`medig.render`) and ``manifest.json``, so ``medig report out_dir`` (or
+    overlay, :mod:`medig.visualize`) and ``manifest.json``, so ``medig report out_dir`` (or
     :func:`medig.report.build_report`) turns the evaluation into the same PDF.
 
     Engines run under ``torch.no_grad()``; the core re-enables input gradients itself. The network
@@ -102,10 +104,10 @@ class IntegratedGradientsHandler:
     seed : int
         Seed of the sampling.
     image_key : str
-        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`FundusPreprocessd`'s
+        Image key of the batch dicts (pixel-space RGB in [0, 1], e.g. :class:`PreprocessFundusd`'s
         output); file names come from its MetaTensor ``filename_or_obj`` metadata.
     mask_key : str, optional
-        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`FundusPreprocessd`
+        Key of the FOV masks (default ``f"{image_key}_fov_mask"``, as :class:`PreprocessFundusd`
         writes); when absent the overlays and colour scale use every pixel.
     root : str, optional
         Paths in the rows are relative to it (default: the deepest folder common to all inputs).
@@ -228,8 +230,8 @@ class IntegratedGradientsHandler:
         names = [names[int(i)] for i in idx]
 
         scored = explained_output(model, self.output)
-        ig = IntegratedGradients(scored, baselines=self.baselines, target=self.target,
-                                 **self.options)
+        ig = ComputeIntegratedGradients(scored, baselines=self.baselines, target=self.target,
+                                        **self.options)
         with eval_mode_of(model), torch.no_grad():
             probabilities = torch.softmax(model(x).double(), dim=1)
         explanation = ig.explain(x, None if self.target is None else self.target)
@@ -311,24 +313,29 @@ class IntegratedGradientsHandler:
                                                                 self.percentile)
             picture = side_by_side(item["image"],
                                    overlay(item["image"], item["map"], item["mask"], clip))
-            row["path"] = rel
-            row["overlay"] = f"overlays/{rel}.png"
+            # named as medig audit names them: escaped one-line paths, safe output names
+            row["path"] = row_path(rel)
+            row["overlay"] = f"overlays/{output_name(rel)}.png"
             row["sha256"] = sha256_file(f) if f and os.path.isfile(f) else None
             save_png(self.out_dir / row["overlay"], picture)
         write_results(self.out_dir, self._rows, self.class_names)
         ok = [r for r in self._rows if r["status"] == "ok"]
+        target = "pred" if self.target is None else self.class_names[self.target]
         settings = AuditSettings(
             model=self.model_spec or type(engine.network).__name__,
             class_names=self.class_names,
-            target="pred" if self.target is None else self.class_names[self.target],
+            target=target,
             baselines=self._baseline_names, completeness_tol=self.options["completeness_tol"],
             max_steps=self.options["max_steps"], size=self._size or 0, output=self.output,
             method=self.options["method"], device=str(engine.state.device)
             if hasattr(engine.state, "device") else "cpu",
             batch_size=getattr(getattr(engine.state, "dataloader", None), "batch_size", None) or 0,
             workers=0, overlay_scale=self.overlay_scale, percentile=self.percentile)
+        # The handler's values are in effect as given: its plan is the settings themselves.
+        plan = AuditPlan(settings, class_names=settings.class_names, target=self.target,
+                         target_spec=target, size=settings.size)
         write_manifest(
-            self.out_dir, settings, started=self._started, status="complete",
+            self.out_dir, plan, started=self._started, status="complete",
             device=settings.device,
             counts={"total": len(self._rows), "ok": len(ok), "error": len(self._rows) - len(ok),
                     "flagged": sum(bool(r["flagged"]) for r in ok)},

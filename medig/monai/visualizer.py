@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from medig.attr import Explanation
 from medig.baselines import BaselineSpec
-from medig.monai.array import IntegratedGradients
-from medig.render import attribution_map
+from medig.monai.array import ComputeIntegratedGradients
+from medig.visualize import attribution_map
 
 __all__ = ["IntegratedGradientsVisualizer", "minmax_normalizer"]
 
@@ -33,9 +33,9 @@ class IntegratedGradientsVisualizer:
     """Integrated Gradients saliency maps for MONAI users, called like ``monai.visualize.GradCAM``.
 
     Built once per model and called per batch: ``ig(x, class_idx=None)`` returns an ``(N, 1, H, W)``
-    map, the attributions summed over colour channels (:func:`medig.render.attribution_map`), then
-    ``postprocessing``; pass it to ``monai.visualize.blend_images`` or ``matshow3d``. Unlike CAMs,
-    no target layer is needed and the map is at input resolution. Attributions come from
+    map, the attributions summed over colour channels (:func:`medig.visualize.attribution_map`),
+    then ``postprocessing``; pass it to ``monai.visualize.blend_images`` or ``matshow3d``. Unlike
+    CAMs, no target layer is needed and the map is at input resolution. Attributions come from
     :meth:`medig.FundusIntegratedGradients.explain`, whose completeness figures stay available as
     :attr:`last_explanation` (or call :meth:`explain`). Works inside ``torch.no_grad()``.
 
@@ -50,7 +50,8 @@ class IntegratedGradientsVisualizer:
     postprocessing : callable or None
         Applied to the ``(N, 1, H, W)`` map; default :func:`minmax_normalizer` (per-image [0, 1], as
         GradCAM's maps). None returns the raw signed map, which still sums to ``F(x) - F(x')``
-        per image (use it with :mod:`medig.render` for the green/red convention and a cohort scale).
+        per image (use it with :mod:`medig.visualize` for the green/red convention and a cohort
+        scale).
 
     Examples
     --------
@@ -71,9 +72,10 @@ class IntegratedGradientsVisualizer:
         postprocessing: Callable[[Tensor], Tensor] | None = minmax_normalizer,
     ) -> None:
         self.nn_module = nn_module
-        self.ig = IntegratedGradients(nn_module, baselines=baselines,
-                                      completeness_tol=completeness_tol, max_steps=max_steps,
-                                      method=method, internal_batch_size=internal_batch_size)
+        self.ig = ComputeIntegratedGradients(nn_module, baselines=baselines,
+                                             completeness_tol=completeness_tol,
+                                             max_steps=max_steps, method=method,
+                                             internal_batch_size=internal_batch_size)
         self.postprocessing = postprocessing
         self.last_explanation: Explanation | None = None
 
@@ -92,7 +94,7 @@ class IntegratedGradientsVisualizer:
         baselines = kwargs.pop("baselines", None)
         ig = self.ig
         if kwargs or baselines is not None:
-            ig = IntegratedGradients(
+            ig = ComputeIntegratedGradients(
                 self.nn_module,
                 baselines=self.ig.explainer.baselines if baselines is None else baselines,
                 **{name: kwargs.get(name, getattr(self.ig, name))

@@ -12,10 +12,17 @@ object must be filed under the source's patient and study. Every file is written
 file already holding the same SOP Instance UID is kept as it is (one UID, one content: see
 :mod:`medig.pacs.objects`), so re-runs change nothing on disk, and objects of a previous run
 that the current audit no longer produces are removed.
+
+A source whose objects cannot be made (its patient text cannot be copied with certainty, a
+header highdicom refuses, an unreadable overlay) costs only its own objects: one line names the
+file and the reason, the other sources get theirs, and its objects of an earlier run stay. A
+file that cannot be written (a full disk) stops the export with one line,
+:class:`~medig.pacs.errors.DicomIncomplete`: the other objects would fail the same way.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -31,12 +38,14 @@ from medig.audit.manifest import read_manifest
 from medig.audit.store import output_name, parse_row_path
 from medig.io import sniff_file
 from medig.pacs.capture import captioned
+from medig.pacs.charset import UncopyableText
+from medig.pacs.errors import DicomIncomplete
 from medig.pacs.objects import Source, object_uid, overlay_capture, read_source, study_document
 from medig.report.images import row_overlay
 from medig.report.layout import fill, format_percent
-from medig.report.per_study import STUDIES_FOLDER, study_page_id
+from medig.report.per_study import STUDIES_FOLDER, audit_time, study_page_id
 from medig.report.template import Template, load_template
-from medig.utils import atomic_path
+from medig.utils import atomic_write
 
 __all__ = ["DICOM_FOLDER", "ExportResult", "dicom_objects", "export_dicom", "output_key"]
 
@@ -53,6 +62,7 @@ class ExportResult:
     not_dicom: int = 0  # explained images read from non-DICOM files
     no_uid: int = 0  # DICOM images without a Study or SOP Instance UID
     removed: int = 0  # stale objects of an earlier run
+    failed: list[str] = field(default_factory=list)  # one line per source or study without objects
 
     @property
     def objects(self) -> list[Path]:
@@ -63,8 +73,8 @@ def output_key(audit: FinishedAudit) -> str:
     """Hash of what shapes the outputs: the numeric settings, the overlay scaling and scale."""
     manifest = read_manifest(audit.out_dir) or {}
     s = audit.settings
-    blob = json.dumps([s.key(), s.overlay_scale, s.percentile, manifest.get("cohort_clip")],
-                      sort_keys=True)
+    blob = json.dumps([audit.plan.key(), s.overlay_scale, s.percentile,
+                       manifest.get("cohort_clip")], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -74,13 +84,40 @@ def dicom_objects(out_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.dcm") if p.is_file()) if folder.is_dir() else []
 
 
-def _write(ds: pydicom.Dataset, path: Path, result: ExportResult) -> None:
-    if object_uid(path) == str(ds.SOPInstanceUID):
+def _encoded(ds: pydicom.Dataset) -> bytes:
+    """``ds`` as a DICOM file, in memory: medig writes the bytes, so an error while writing the
+    file is the plain OSError (pydicom wraps one in its own traceback text)."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _write(path: Path, sop_uid: str, data: bytes, out: Path, result: ExportResult) -> None:
+    """Write ``data`` to ``path`` unless it already holds the SOP instance ``sop_uid``."""
+    if object_uid(path) == sop_uid:
         result.kept.append(path)
         return
-    with atomic_path(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
+    try:
+        atomic_write(path, data)
+    except OSError as error:
+        reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+        raise DicomIncomplete(f"cannot write {path.relative_to(out).as_posix()}: {reason}; the "
+                              "results and report are written, re-run to write the DICOM "
+                              "objects") from None
     result.written.append(path)
+
+
+def _reason(error: Exception) -> str:
+    """Why a source got no objects, in words that quote no value of its header (highdicom's and
+    pydicom's messages quote patient names and dates)."""
+    if isinstance(error, UncopyableText):
+        return str(error)
+    return f"its header was refused ({type(error).__name__})"
+
+
+def _failed(result: ExportResult, line: str) -> None:
+    _log.warning("%s", line)
+    result.failed.append(line)
 
 
 def _caption(template: Template, row: dict[str, Any]) -> list[str]:
@@ -106,16 +143,28 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
     """Write the Secondary Captures and Encapsulated PDFs of ``audit`` under ``dicom/``.
 
     The study pages (``studies/<study>.pdf``) must have been written first: each Encapsulated
-    PDF holds its page's bytes unchanged.
+    PDF holds its page's bytes unchanged. The objects are dated by the audit
+    (:func:`medig.report.per_study.audit_time`), not by this run.
+
+    Sources whose objects cannot be made are listed in :attr:`ExportResult.failed` (and logged,
+    one line each); the caller decides the exit code.
+
+    Raises
+    ------
+    medig.pacs.errors.DicomIncomplete
+        An object could not be written (a full disk, a read-only folder): one line naming it.
     """
     tpl = template or load_template(audit.settings.template)
     out = audit.out_dir
     folder = out / DICOM_FOLDER
     items = {it.rel: it for it in audit.items}
     key = output_key(audit)
+    created = audit_time(read_manifest(out))
     result = ExportResult()
     sources: dict[str, Source | None] = {}
     is_dicom: dict[str, bool] = {}
+    refused: set[str] = set()  # sources that got no objects (said once per file)
+    keep: set[Path] = set()  # objects of an earlier run for sources that failed this time
     study_sources: dict[str, list[Source]] = {}
     numbers: dict[tuple[str, str | None], int] = {}
 
@@ -139,13 +188,33 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
         png = row_overlay(out, row)
         if png is None:
             continue
-        with Image.open(png) as im:
-            picture = captioned(np.asarray(im.convert("RGB")), _caption(tpl, row))
         lat = row.get("laterality") if row.get("laterality") in ("R", "L") else None
+        # numbered before it is built: a source that fails does not renumber (and so re-UID)
+        # the others of its series
         n = numbers[(source.study_uid, lat)] = numbers.get((source.study_uid, lat), 0) + 1
-        ds = overlay_capture(source, picture, frame=frame, laterality=lat, output_key=key,
-                             instance_number=n, derivation=_derivation(audit, row))
-        _write(ds, folder / "overlays" / f"{output_name(rel, frame)}.dcm", result)
+        target = folder / "overlays" / f"{output_name(rel, frame)}.dcm"
+        if rel in refused:
+            keep.add(target)
+            continue
+        try:
+            with Image.open(png) as im:
+                picture = captioned(np.asarray(im.convert("RGB")), _caption(tpl, row))
+        except (OSError, ValueError) as error:
+            keep.add(target)
+            _failed(result, f"no DICOM overlay for {row['path']}: its overlay {png.name} could "
+                            f"not be read ({type(error).__name__})")
+            continue
+        try:
+            ds = overlay_capture(source, picture, frame=frame, laterality=lat, output_key=key,
+                                 instance_number=n, derivation=_derivation(audit, row),
+                                 created=created)
+            data = _encoded(ds)
+        except Exception as error:  # noqa: BLE001 - one source never stops the others
+            refused.add(rel)
+            keep.update((target, folder / "studies" / f"{study_page_id(row)}.dcm"))
+            _failed(result, f"no DICOM objects for {row['path']}: {_reason(error)}")
+            continue
+        _write(target, str(ds.SOPInstanceUID), data, out, result)
         study_sources.setdefault(study_page_id(row), []).append(source)
 
     for study, group in study_sources.items():
@@ -153,10 +222,24 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
         if not page.is_file():
             _log.warning("note: study page %s.pdf is missing: no Encapsulated PDF for it", study)
             continue
-        ds = study_document(group, page.read_bytes(), output_key=key)
-        _write(ds, folder / "studies" / f"{study}.dcm", result)
+        target = folder / "studies" / f"{study}.dcm"
+        try:
+            pdf = page.read_bytes()
+        except OSError as error:
+            keep.add(target)
+            _failed(result, f"no Encapsulated PDF of study page {study}.pdf: it could not be "
+                            f"read ({error.strerror or type(error).__name__})")
+            continue
+        try:
+            ds = study_document(group, pdf, output_key=key, created=created)
+            data = _encoded(ds)
+        except Exception as error:  # noqa: BLE001 - one study never stops the others
+            keep.add(target)
+            _failed(result, f"no Encapsulated PDF of study page {study}.pdf: {_reason(error)}")
+            continue
+        _write(target, str(ds.SOPInstanceUID), data, out, result)
 
-    keep = {p.resolve() for p in result.objects}
+    keep = {p.resolve() for p in [*result.objects, *keep]}
     for path in dicom_objects(out):
         if path.resolve() not in keep:
             path.unlink(missing_ok=True)

@@ -9,8 +9,15 @@
   page, its ``SourceInstanceSequence`` listing every source image of the study.
 
 Both copy the patient and study attributes :data:`COPIED_ATTRIBUTES` from the source, element by
-element (value, VR and character set unchanged); an attribute the source lacks is left out, or
-empty when the IOD requires it (type 2). Nothing else of the source is copied.
+element (value and VR unchanged); an attribute the source lacks is left out, or empty when the IOD
+requires it (type 2). Nothing else of the source is copied, and nothing of it is handed to
+highdicom, whose checks would refuse values the source may hold (an odd patient sex, a date
+pydicom reads but highdicom does not, a character set it does not list). The text is written in
+the source's character set, in the form a new object may carry (:mod:`medig.pacs.charset`).
+
+The objects' own dates (``ContentDate``/``Time``, ``InstanceCreationDate``/``Time``, the date of
+secondary capture) are the audit's, passed as ``created`` (its first run's start), never the clock
+of the build: a re-run, or an object rebuilt after it was deleted, is byte-identical.
 
 UIDs are derived (:func:`medig.pacs.uids.derived_uid`) from the source UIDs, the audit's output
 key and a digest of the object's content, so that one content has one UID: a re-run rebuilds the
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import hashlib
 import json
 import logging
@@ -36,6 +44,7 @@ from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
 from medig.io._quiet import quiet
 from medig.io.dicom_ids import dicom_ids, read_dicom_header
+from medig.pacs.charset import derived_charset, settle_charset
 from medig.pacs.uids import derived_uid
 
 __all__ = [
@@ -124,7 +133,8 @@ def _silent() -> Iterator[None]:
 
 
 def _copied(source: Dataset) -> list[pydicom.DataElement]:
-    return [copy.deepcopy(source[name]) for name in COPIED_ATTRIBUTES if name in source]
+    with quiet():  # a value decoded in an unknown character set makes pydicom warn, quoting it
+        return [copy.deepcopy(source[name]) for name in COPIED_ATTRIBUTES if name in source]
 
 
 def _copied_digest(source: Dataset) -> str:
@@ -150,8 +160,41 @@ def _reference(source: Source, frame: int | None, purpose: bool) -> Dataset:
 
 
 def _apply_copied(ds: Dataset, source: Dataset) -> None:
+    """Copy :data:`COPIED_ATTRIBUTES` from ``source`` into ``ds``, the text in the source's
+    character set (:func:`medig.pacs.charset.derived_charset`, which may refuse the source)."""
+    charset = derived_charset(source, COPIED_ATTRIBUTES)
     for element in _copied(source):
-        ds[element.tag] = element
+        if element.keyword != "SpecificCharacterSet":
+            ds[element.tag] = element
+    settle_charset(ds, charset)
+
+
+#: The dates and times of an object: (date, time, type 2: present even when empty).
+_STAMPS = (("ContentDate", "ContentTime", True),
+           ("InstanceCreationDate", "InstanceCreationTime", False),
+           ("DateOfSecondaryCapture", "TimeOfSecondaryCapture", False))
+
+
+def _stamp(ds: Dataset, created: datetime.datetime | None) -> None:
+    """Date the object ``created`` (local time, as DICOM dates are), replacing the build's clock
+    that highdicom put in; without a time, type 2 dates are empty and the others absent."""
+    local = None
+    if created is not None:
+        aware = created if created.tzinfo else created.replace(tzinfo=datetime.timezone.utc)
+        local = aware.astimezone()
+    for date, time, type2 in _STAMPS:
+        if date not in ds:  # not in this IOD
+            continue
+        if local is not None:
+            setattr(ds, date, local.strftime("%Y%m%d"))
+            setattr(ds, time, local.strftime("%H%M%S"))
+        elif type2:
+            setattr(ds, date, None)
+            setattr(ds, time, None)
+        else:
+            for name in (date, time):
+                if name in ds:
+                    delattr(ds, name)
 
 
 def _software_version() -> str:
@@ -169,6 +212,7 @@ def overlay_capture(
     output_key: str,
     instance_number: int,
     derivation: str,
+    created: datetime.datetime | None = None,
 ) -> Dataset:
     """The Secondary Capture of one image's overlay.
 
@@ -188,6 +232,14 @@ def overlay_capture(
         The instance's number in its series.
     derivation : str
         ``DerivationDescription``: how the overlay was computed.
+    created : datetime.datetime, optional
+        When the audit made the object (its first run's start): the object's dates. None leaves
+        them empty.
+
+    Raises
+    ------
+    medig.pacs.charset.UncopyableText
+        The source's patient or study text cannot be copied with certainty.
     """
     lat = laterality if laterality in ("R", "L") else None
     series_uid = derived_uid("medig-overlay-series", source.study_uid, output_key, str(lat))
@@ -196,24 +248,25 @@ def overlay_capture(
     sop_uid = derived_uid("medig-overlay", source.sop_uid, str(frame), output_key, content,
                           _copied_digest(source.dataset), str(instance_number), derivation)
     with _silent():
-        sc = hd.sc.SCImage.from_ref_dataset(
-            ref_dataset=source.dataset, pixel_array=pixels, photometric_interpretation="RGB",
-            bits_allocated=8, coordinate_system="PATIENT", series_instance_uid=series_uid,
-            series_number=OVERLAY_SERIES_NUMBER[lat], sop_instance_uid=sop_uid,
-            instance_number=instance_number, manufacturer=MANUFACTURER,
-            patient_orientation=("L", "F"), laterality=lat,
+        sc = hd.sc.SCImage(
+            pixel_array=pixels, photometric_interpretation="RGB", bits_allocated=8,
+            coordinate_system="PATIENT", study_instance_uid=source.study_uid,
+            series_instance_uid=series_uid, series_number=OVERLAY_SERIES_NUMBER[lat],
+            sop_instance_uid=sop_uid, instance_number=instance_number,
+            manufacturer=MANUFACTURER, patient_orientation=("L", "F"), laterality=lat,
             transfer_syntax_uid=ExplicitVRLittleEndian,
             series_description=OVERLAY_SERIES_DESCRIPTION, manufacturer_model_name="medig",
             software_versions=_software_version())
     # The picture is cropped, resized and captioned: no orientation of the patient is claimed.
     sc.PatientOrientation = None
-    if "ContributingEquipmentSequence" in sc:  # highdicom copies the source camera's details
+    if "ContributingEquipmentSequence" in sc:  # highdicom names itself, dated by the clock
         del sc.ContributingEquipmentSequence
-    _apply_copied(sc, source.dataset)
+    _stamp(sc, created)
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = derivation[:1024]
     sc.SourceImageSequence = [_reference(source, frame, purpose=True)]
     sc.ReferencedImageSequence = [_reference(source, frame, purpose=False)]
+    _apply_copied(sc, source.dataset)  # last: the character set must hold medig's text too
     return sc
 
 
@@ -222,11 +275,13 @@ def study_document(
     pdf: bytes,
     *,
     output_key: str,
+    created: datetime.datetime | None = None,
 ) -> Dataset:
     """The Encapsulated PDF of a study's page; patient and study come from ``sources[0]``.
 
     ``EncapsulatedDocument`` holds ``pdf`` (padded to an even length as DICOM requires) and
     ``EncapsulatedDocumentLength`` its exact length, so the PDF comes back byte for byte.
+    ``created`` dates the object as in :func:`overlay_capture`; the same errors are raised.
     """
     first = sources[0]
     series_uid = derived_uid("medig-document-series", first.study_uid, output_key)
@@ -241,14 +296,9 @@ def study_document(
             series_number=DOCUMENT_SERIES_NUMBER, sop_instance_uid=sop_uid,
             sop_class_uid=EncapsulatedPDFStorage, instance_number=1, modality="DOC",
             manufacturer=MANUFACTURER, transfer_syntax_uid=ExplicitVRLittleEndian,
-            patient_id=ref.get("PatientID"), patient_name=ref.get("PatientName"),
-            patient_birth_date=ref.get("PatientBirthDate"), patient_sex=None,
-            accession_number=ref.get("AccessionNumber"), study_id=ref.get("StudyID"),
-            study_date=ref.get("StudyDate") or None, study_time=ref.get("StudyTime") or None,
-            referring_physician_name=ref.get("ReferringPhysicianName"),
             series_description=DOCUMENT_SERIES_DESCRIPTION, manufacturer_model_name="medig",
             software_versions=_software_version())
-    _apply_copied(ds, ref)
+    _stamp(ds, created)
     ds.ConversionType = "WSD"  # SC Equipment: made on a workstation
     ds.BurnedInAnnotation = "NO"  # the page names no patient: the header does
     ds.DocumentTitle = DOCUMENT_TITLE
@@ -263,4 +313,5 @@ def study_document(
         item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop
         items.append(item)
     ds.SourceInstanceSequence = items
+    _apply_copied(ds, ref)
     return ds

@@ -4,20 +4,13 @@ and the image-quality gate (:func:`assess_quality`).
 
 The same code runs on CPU and CUDA and works on whole batches. Pixel-space outputs are in [0, 1];
 mean/std normalisation belongs to the model wrapper (:func:`medig.with_normalization`).
-Coordinates (circles, boxes) are continuous pixel coordinates, see :mod:`medig.preprocess.fov`.
+Coordinates (circles, boxes) are continuous pixel coordinates, see :mod:`medig.preprocess.field_of_view`.
 """
 from __future__ import annotations
 
 from medig.preprocess.crop import crop_boxes, crop_to_fov, fov_boxes
-from medig.preprocess.fov import (
-    FOV_SHAPES,
-    FieldOfView,
-    circle_mask,
-    detect_fov,
-    detect_fov_circles,
-    fov_circles,
-    fov_mask,
-)
+from medig.preprocess.field_of_view import FOV_SHAPES, FieldOfView, circle_mask
+from medig.preprocess.fov_detection import detect_fov, detect_fov_circles, fov_circles, fov_mask
 from medig.preprocess.graham import gaussian_blur_masked, graham
 from medig.preprocess.pipeline import FundusPreprocess
 from medig.preprocess.quality import QUALITY_FIELDS, QUALITY_LEVELS, QualityResult, assess_quality

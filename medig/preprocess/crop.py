@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Square crops around the field of view, with zero padding and PIL-matching antialiased resizing.
 
-Boxes are ``(x0, y0, x1, y1)`` in continuous pixel coordinates (see :mod:`medig.preprocess.fov`).
+Boxes are ``(x0, y0, x1, y1)`` in continuous pixel coordinates (see :mod:`medig.preprocess.field_of_view`).
 :func:`fov_boxes` snaps them to the pixel grid, so a crop is an exact sub-array (plus zero padding
 where the box leaves the frame) that is then resized: the images, their FOV masks and any lesion
 masks cropped with the same boxes stay aligned to the pixel, and the downscaled crop equals PIL's
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medig.preprocess.fov import _check_batch, fov_circles
+from medig.preprocess.fov_detection import _check_batch, fov_circles
 
 __all__ = ["crop_boxes", "crop_to_fov", "fov_boxes"]
 

@@ -1,15 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The field of view as :func:`~medig.preprocess.detect_fov` reports it (:class:`FieldOfView`), and
-the checks that say whether a fitted circle is a camera's field of view at all: they tell a
-retina disk on a black surround from a circle fitted to something else (the bright part of a
-scene, a vignetted crop).
+"""The field of view of fundus photographs as a value and its geometry: :class:`FieldOfView` (what
+:func:`~medig.preprocess.detect_fov` reports), :func:`circle_mask`, and the checks that say
+whether a fitted circle is a camera's field of view at all (:func:`disc_checks`).
 
-A fundus camera images the retina through a circular aperture: outside it the frame is *black and
-featureless* (a few grey levels of sensor and JPEG noise, perhaps burned-in text), inside it the
-retina is *lit* nearly everywhere. A circle fitted to a full-frame photograph (a retina crop
-without border, a scene, a document) fails one or both: what lies outside is as bright and
-textured as what lies inside. All checks run batched on the small detection copy (uint8 levels of
-the channel maximum, longest side ~256 px), in its continuous pixel coordinates.
+Coordinates
+-----------
+All circles and boxes in :mod:`medig.preprocess` use *continuous pixel coordinates*: pixel ``(i, j)``
+(row ``i``, column ``j``) covers ``[j, j + 1] x [i, i + 1]`` and its centre is ``(j + 0.5, i + 0.5)``.
+A disk centred in a 100 x 100 image has ``cx = cy = 50``. This is the convention of
+``torchvision.ops.roi_align(aligned=True)`` and of PIL's ``crop``/``resize(box=...)``, and it makes
+rescaling exact: a point at ``x`` in a ``w``-pixel-wide image is at ``x * W / w`` in a ``W``-wide one.
+
+What the disc checks tell apart
+-------------------------------
+A retina disk on a black surround from a circle fitted to something else (the bright part of a
+scene, a vignetted crop). A fundus camera images the retina through a circular aperture: outside
+it the frame is *black and featureless* (a few grey levels of sensor and JPEG noise, perhaps
+burned-in text), inside it the retina is *lit* nearly everywhere. A circle fitted to a full-frame
+photograph (a retina crop without border, a scene, a document) fails one or both: what lies
+outside is as bright and textured as what lies inside. All checks run batched on the small
+detection copy (uint8 levels of the channel maximum, longest side ~256 px), in its continuous
+pixel coordinates.
 """
 from __future__ import annotations
 
@@ -19,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["FOV_SHAPES", "FieldOfView", "disc_checks"]
+__all__ = ["FOV_SHAPES", "FieldOfView", "circle_mask", "disc_checks"]
 
 #: Kinds of field of view, indexed by :attr:`FieldOfView.shape`.
 FOV_SHAPES = ("none", "circle", "cut", "full_frame")
@@ -80,10 +91,38 @@ class FieldOfView:
         """bool (N, 1, H, W) masks (all images must share one size)."""
         if len(self) and not bool((self.sizes == self.sizes[:1]).all()):
             raise ValueError("images of different sizes: take the masks one image at a time")
-        from medig.preprocess.fov import circle_mask
-
         h, w = (int(v) for v in self.sizes[0])
         return circle_mask(self.circles, h, w, self.bands)
+
+
+def circle_mask(circles: Tensor, height: int, width: int, bands: Tensor | None = None) -> Tensor:
+    """Rasterise circles into boolean masks, intersected with the frame.
+
+    Parameters
+    ----------
+    circles : Tensor
+        (N, 3) ``cx, cy, r`` in continuous pixel coordinates.
+    height, width : int
+        Size of the output masks.
+    bands : Tensor, optional
+        (N, 2) ``y_top, y_bottom``: also keep only pixel centres between these rows (a disk cut by
+        the black band of a camera mask).
+
+    Returns
+    -------
+    Tensor
+        bool (N, 1, height, width): pixel centres inside (or on) the circle.
+    """
+    dev = circles.device
+    c = circles.float()
+    ys = torch.arange(height, device=dev, dtype=torch.float32).view(1, 1, -1, 1) + 0.5
+    xs = torch.arange(width, device=dev, dtype=torch.float32).view(1, 1, 1, -1) + 0.5
+    cx, cy, r = (c[:, i].view(-1, 1, 1, 1) for i in range(3))
+    mask = (xs - cx).square() + (ys - cy).square() <= r.square()
+    if bands is not None:
+        b = bands.float()
+        mask = mask & (ys >= b[:, 0].view(-1, 1, 1, 1)) & (ys <= b[:, 1].view(-1, 1, 1, 1))
+    return mask
 
 
 #: Width of the ring around the fitted circle left out of both checks, as a fraction of the

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from medig.preprocess.fov import _check_batch, circle_mask, fov_circles
+from medig.preprocess.field_of_view import circle_mask
+from medig.preprocess.fov_detection import _check_batch, fov_circles
 
 __all__ = ["gaussian_blur_masked", "graham"]
 

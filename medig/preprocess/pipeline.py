@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from medig.preprocess._images import image_list
 from medig.preprocess.crop import _crop_circle_masks, _crop_list, _field_boxes, _frame_box
-from medig.preprocess.fov import WORK_SIZE, FieldOfView, _detect
+from medig.preprocess.field_of_view import FieldOfView
+from medig.preprocess.fov_detection import WORK_SIZE, _detect
 from medig.preprocess.graham import graham as graham_normalise
 from medig.preprocess.quality import QualityResult, assess_quality
 

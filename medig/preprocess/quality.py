@@ -38,7 +38,8 @@ from torch import Tensor
 
 from medig.preprocess._images import image_list
 from medig.preprocess.crop import _crop_circle_masks, _crop_list, _field_boxes
-from medig.preprocess.fov import FieldOfView, detect_fov
+from medig.preprocess.field_of_view import FieldOfView
+from medig.preprocess.fov_detection import detect_fov
 from medig.preprocess.quality_thresholds import THRESHOLDS, QualityThresholds
 
 __all__ = ["QUALITY_FIELDS", "QUALITY_LEVELS", "QualityResult", "WORK_SIZE", "assess_quality"]

@@ -10,8 +10,8 @@ Measured with ``OMP_NUM_THREADS=1 python bench/quality_thresholds.py --n 100`` (
   grey and green channel, 35% darker, small in a large frame, burned-in text, 4:3 frame);
 - ``examples``: the 16 bundled ``examples/fundus`` images (JPEG, PNG, TIFF, DICOM, multi-frame);
 - ``generated``: 220 :func:`medig.synthetic.generate` photographs at 256, 512 and 1024 px;
-- each degradation of :mod:`medig.synthetic_degrade` at its declared gradeable and ungradeable
-  severities (:data:`~medig.synthetic_degrade.SEVERITIES`, 63 images each);
+- each degradation of :mod:`medig.synthetic.degrade` at its declared gradeable and ungradeable
+  severities (:data:`~medig.synthetic.degrade.SEVERITIES`, 63 images each);
 - ``non_fundus``: 20 scikit-image data images, 9 of them also inside a black disk (an aperture
   like a fundus camera's), two close crops, and white, grey and black frames.
 

@@ -12,7 +12,11 @@ from reportlab.lib.pagesizes import A4, letter
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, SimpleDocTemplate
 
-from medig.report import images, quality, sections, targets, trust
+import medig.report.images as images
+import medig.report.quality as quality
+import medig.report.sections as sections
+import medig.report.targets as targets
+import medig.report.trust as trust
 from medig.report.data import load_audit
 from medig.report.fonts import get_fonts
 from medig.report.layout import ReportContext, numbered_canvas

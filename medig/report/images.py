@@ -24,23 +24,13 @@ from reportlab.platypus import (
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.quality import quality_figures, quality_tag
-from medig.report.targets import overlay_caption, probability_table
+from medig.report.targets import overlay_caption, prediction_text, probability_table
 from medig.report.trust import heading_flags, trust_figures
 
-__all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path",
-           "prediction_text"]
+__all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path"]
 
 _LATERALITY = {"R": "right eye", "L": "left eye", "B": "both eyes", "U": "unknown"}
 _SAMPLE_SEED = 0
-
-
-def prediction_text(r: dict[str, Any]) -> str:
-    """The predicted class with its probability, e.g. ``"referable DR (p = 0.912)"``."""
-    pred = r.get("predicted")
-    if pred is None:
-        return "n/a"
-    prob = (r.get("probabilities") or {}).get(pred)
-    return f"{pred} (p = {prob:.3f})" if isinstance(prob, (int, float)) else str(pred)
 
 
 def row_overlay(out_dir: Path, r: dict[str, Any]) -> Path | None:

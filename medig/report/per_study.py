@@ -11,11 +11,13 @@ complete and trustworthy, lesion figures), then the colour legend and the discla
 The pages carry no patient identifier whatever ``--include-phi`` says: the study is named by its
 keyed code and images by their file names, so the same PDF can be shared for quality assurance
 and is the exact document wrapped into the DICOM Encapsulated PDF (whose header carries the
-patient's identity for the PACS). The PDFs are deterministic (reportlab's invariant mode): the same
-results give byte-identical files.
+patient's identity for the PACS). The PDFs are deterministic: reportlab's invariant mode (no
+creation time or random document id) and the audit's date (:func:`audit_time`, its first run's
+start) rather than the run's, so a re-run gives byte-identical files and the PACS nothing new.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import math
@@ -38,7 +40,6 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from medig.render import legend_strip, png_bytes
 from medig.report.data import AuditData, load_audit
 from medig.report.fonts import get_fonts
 from medig.report.images import overlay_path, overlay_pictures
@@ -55,8 +56,10 @@ from medig.report.layout import (
 from medig.report.quality import quality_figures
 from medig.report.template import resolve_template
 from medig.utils import atomic_write
+from medig.visualize import legend_strip, png_bytes
 
-__all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "build_study_pages", "group_studies", "study_page_id"]
+__all__ = ["STUDIES_FOLDER", "TRUST_FIELDS", "audit_time", "build_study_pages", "group_studies",
+           "study_page_id"]
 
 #: Folder of the per-study PDFs inside the audit folder.
 STUDIES_FOLDER = "studies"
@@ -82,6 +85,25 @@ def study_page_id(row: dict[str, Any]) -> str:
     if isinstance(study, str) and _ID_RE.match(study):
         return study
     return hashlib.sha256(str(row.get("path")).encode("utf-8")).hexdigest()[:16]
+
+
+def audit_time(manifest: dict[str, Any] | None) -> datetime.datetime | None:
+    """When the audit was made: its first run's start (``first_started``; ``started`` in a
+    manifest written before it was kept), UTC when the manifest names no zone; None when the
+    manifest records no valid time. Re-runs and resumes keep it, so what is dated by it (the
+    study pages, the DICOM objects) stays byte-identical."""
+    if not isinstance(manifest, dict):
+        return None
+    for key in ("first_started", "started"):
+        value = manifest.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return None
 
 
 def group_studies(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -200,8 +222,9 @@ class _StudyPage:
             title = self.text("title", study=self.study)
         m = ctx.data.manifest
         model = (m.get("model") or {}).get("spec") or "n/a"
+        when = audit_time(m)
         sub = self.text("subtitle", n_images=len(rows), model=model,
-                        date=format_time(m.get("finished") or m.get("started")))
+                        date=format_time(when.isoformat() if when else None))
         grouping = {"dicom": "grouping_dicom", "file name": "grouping_name"}.get(
             str(source), "grouping_image")
         title_style = ParagraphStyle("study_title", parent=ctx.s.title, fontSize=15, leading=18,

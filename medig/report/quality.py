@@ -11,6 +11,7 @@ from typing import Any
 from reportlab.platypus import CondPageBreak, Flowable
 
 from medig.report.layout import ReportContext, fill, format_percent, table
+from medig.report.targets import prediction_text
 
 __all__ = ["confident", "quality", "quality_counts", "quality_figures", "quality_key_lines",
            "quality_rows", "quality_tag"]
@@ -90,8 +91,6 @@ def quality(ctx: ReportContext) -> list[Flowable]:
         out += ctx.text("quality_skipped")
     else:
         out += ctx.text("quality_flagged")
-    from medig.report.images import prediction_text
-
     data: list[list[Any]] = [[ctx.P(h, ctx.s.cell_bold) for h in
                               ("Image", "Verdict", "Why", "Model prediction")]]
     for r in bad:

@@ -12,11 +12,9 @@ from typing import Any
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, Spacer, Table, TableStyle
 
-from medig.render import legend_strip, png_bytes
 from medig.report.charts import completeness_chart
 from medig.report.data import relative_error_bins
 from medig.report.fonts import markup
-from medig.report.images import prediction_text
 from medig.report.layout import (
     ReportContext,
     fill,
@@ -27,7 +25,9 @@ from medig.report.layout import (
     table,
 )
 from medig.report.quality import quality_key_lines
+from medig.report.targets import prediction_text
 from medig.report.tolerance import atol_of, rule_values
+from medig.visualize import legend_strip, png_bytes
 
 __all__ = ["completeness", "cover", "errors", "flagged", "localisation", "method", "provenance",
            "summary"]

@@ -19,8 +19,17 @@ from reportlab.platypus import CondPageBreak, Flowable, Spacer
 
 from medig.report.layout import ReportContext, fill, format_percent, table
 
-__all__ = ["declared_where", "overlay_caption", "probability_table", "target_info",
-           "target_section"]
+__all__ = ["declared_where", "overlay_caption", "prediction_text", "probability_table",
+           "target_info", "target_section"]
+
+
+def prediction_text(r: dict[str, Any]) -> str:
+    """The predicted class with its probability, e.g. ``"referable DR (p = 0.912)"``."""
+    pred = r.get("predicted")
+    if pred is None:
+        return "n/a"
+    prob = (r.get("probabilities") or {}).get(pred)
+    return f"{pred} (p = {prob:.3f})" if isinstance(prob, (int, float)) else str(pred)
 
 
 def declared_where(source: object) -> str | None:

@@ -5,6 +5,12 @@ The template shipped with medig is the single source of defaults; a user templat
 by key, so it may hold only the keys it changes. Unknown sections in the order, unknown keys and values of
 the wrong type raise :class:`TemplateError` naming the key (a misspelt key silently ignored would leave a
 hospital's wording out of its reports).
+
+A template is read only if it is a regular file of at most :data:`MAX_TEMPLATE_BYTES` in UTF-8, and each
+text may be at most :data:`TEXT_LIMIT_FACTOR` times as long as the shipped one (at least
+:data:`MIN_TEXT_LIMIT` characters): a FIFO would block, ``/dev/zero`` never end, a title of megabytes
+would be laid out on every page, and the pages are laid out for texts of about the shipped lengths (a
+table cell cannot grow past a page).
 """
 
 from __future__ import annotations
@@ -13,13 +19,27 @@ import copy
 import difflib
 import importlib.resources
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
+from medig.utils import NotRegularFileError, open_regular
 
-__all__ = ["SECTIONS", "TemplateError", "default_template_path", "load_template", "merge_template",
-           "resolve_template"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
+
+__all__ = ["MAX_TEMPLATE_BYTES", "MIN_TEXT_LIMIT", "SECTIONS", "TEXT_LIMIT_FACTOR", "TemplateError",
+           "default_template_path", "load_template", "merge_template", "resolve_template",
+           "text_limit"]
+
+#: Largest template file read (the shipped one is about 15 kB).
+MAX_TEMPLATE_BYTES = 1 << 20
+#: A template's text may be this many times as long as the base template's text for its key ...
+TEXT_LIMIT_FACTOR = 4
+#: ... or this many characters, if that is more (a title, an institution that is empty by default).
+MIN_TEXT_LIMIT = 120
 
 SECTIONS = (
     "summary",
@@ -62,14 +82,55 @@ def default_template_path() -> Path:
 
 
 def _read_toml(path: str | os.PathLike) -> Template:
+    name = os.fsdecode(os.fspath(path))
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        with open_regular(path) as fh:
+            data = fh.read(MAX_TEMPLATE_BYTES + 1)
+    except NotRegularFileError as exc:
+        raise TemplateError(f"cannot read report template {name}: not a regular file (a FIFO, "
+                            "device or folder): not read") from exc
     except OSError as exc:
-        raise TemplateError(f"cannot read report template {path}: {exc.strerror or exc}") from exc
+        raise TemplateError(f"cannot read report template {name}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(f"report template {name} is larger than "
+                            f"{MAX_TEMPLATE_BYTES // (1 << 20)} MiB: not read")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"report template {name} is not UTF-8 text (byte "
+                            f"0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TemplateError(f"report template {path} is not valid TOML: {exc}") from exc
-    return data
+        raise TemplateError(f"report template {name} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise TemplateError(f"report template {name} is not valid TOML: nested too "
+                            "deeply") from exc
+
+
+def text_limit(default: str) -> int:
+    """The most characters a template may give a key whose base (shipped) text is ``default``.
+
+    Parameters
+    ----------
+    default : str
+        The key's text in the base template.
+
+    Returns
+    -------
+    int
+        ``max(MIN_TEXT_LIMIT, TEXT_LIMIT_FACTOR * len(default))``.
+    """
+    return max(MIN_TEXT_LIMIT, TEXT_LIMIT_FACTOR * len(default))
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to a readable length for a message (a wrong value may be megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _short(value: Any) -> str:
+    return _clip(repr(value))
 
 
 def _suggest(name: str, known: Any) -> str:
@@ -97,26 +158,35 @@ def merge_template(base: Template, override: dict[str, Any], source: str = "temp
     Raises
     ------
     TemplateError
-        Unknown table or key, wrong value type, or an unknown section name in ``[report].sections``.
+        Unknown table or key, wrong value type, a text longer than :func:`text_limit` of the base's
+        text, or an unknown section name in ``[report].sections``.
     """
     merged = copy.deepcopy(base)
     for table, values in override.items():
         if table not in merged:
-            raise TemplateError(f"{source}: unknown table [{table}]{_suggest(table, merged)}")
+            raise TemplateError(
+                f"{source}: unknown table [{_clip(table)}]{_suggest(table, merged)}"
+            )
         if not isinstance(values, dict):
             raise TemplateError(f"{source}: [{table}] must be a table of keys")
         for key, value in values.items():
             if key not in merged[table]:
                 raise TemplateError(
-                    f"{source}: unknown key [{table}].{key}{_suggest(key, merged[table])}"
+                    f"{source}: unknown key [{table}].{_clip(key)}{_suggest(key, merged[table])}"
                 )
             expected = type(merged[table][key])
             if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TemplateError(f"{source}: [{table}].{key} must be an integer, got {value!r}")
+                raise TemplateError(
+                    f"{source}: [{table}].{key} must be an integer, got {_short(value)}"
+                )
             if expected is not int and not isinstance(value, expected):
                 raise TemplateError(
-                    f"{source}: [{table}].{key} must be a {expected.__name__}, got {value!r}"
+                    f"{source}: [{table}].{key} must be a {expected.__name__}, got {_short(value)}"
                 )
+            limit = text_limit(base[table][key]) if isinstance(value, str) else 0
+            if isinstance(value, str) and len(value) > limit:
+                raise TemplateError(f"{source}: [{table}].{key} is {len(value)} characters long; "
+                                    f"at most {limit} fit the report's layout")
             merged[table][key] = value
     _validate(merged, source)
     return merged
@@ -130,7 +200,8 @@ def _validate(template: Template, source: str) -> None:
     for name in sections:
         if name not in SECTIONS:
             raise TemplateError(
-                f"{source}: unknown section {name!r} in [report].sections{_suggest(name, SECTIONS)}; "
+                f"{source}: unknown section {_short(name)} in [report].sections"
+                f"{_suggest(name, SECTIONS)}; "
                 f"known sections: {', '.join(SECTIONS)}"
             )
     if len(set(sections)) != len(sections):
@@ -160,7 +231,9 @@ def load_template(path: str | os.PathLike | None = None) -> Template:
     Raises
     ------
     TemplateError
-        Unreadable file, invalid TOML, unknown table/key/section, or a value of the wrong type.
+        A file that cannot be read, is not a regular file, is larger than :data:`MAX_TEMPLATE_BYTES`
+        or is not UTF-8; invalid TOML; an unknown table, key or section; a value of the wrong type;
+        or a text longer than :func:`text_limit` allows.
     """
     default_path = default_template_path()
     base = _read_toml(default_path)

@@ -212,8 +212,7 @@ def test_jpeg_decoded_on_the_device_path_agrees(audit_folder, tmp_path):
     from medig.models import load_model
 
     def loader(settings):
-        loaded = load_model(TINY, class_names=["healthy", "referable"])
-        return loaded.model, list(loaded.class_names), None, None
+        return load_model(TINY, class_names=["healthy", "referable"])
 
     runs = {}
     for flag in (False, True):
@@ -235,6 +234,7 @@ def test_explain_failure_is_reported_then_retried(tmp_path):
     # A model that fails on every input: each file gets an error row (exit 3), and the failure is
     # not stored as final work, so the next run tries again instead of resuming the error.
     from medig.audit import AuditSettings, run_audit
+    from medig.models import LoadedModel
 
     folder = make_audit_folder(tmp_path / "in", n=2, seed=3)
 
@@ -243,13 +243,13 @@ def test_explain_failure_is_reported_then_retried(tmp_path):
             raise RuntimeError("model exploded")
 
     def broken(settings):
-        return Exploding(), ["healthy", "referable"], 64, None
+        return LoadedModel(Exploding(), ["healthy", "referable"], input_size=64)
 
     settings = AuditSettings(size=64, batch_size=2, workers=0)
     summary = run_audit([folder], tmp_path / "out", settings, progress=False, model_loader=broken)
     rows = {r["path"]: r for r in summary.rows}
     assert rows["a.jpg"]["status"] == "error" and "model exploded" in rows["a.jpg"]["error"]
     assert summary.computed == 4  # 2 images + 2 bad files
-    again = run_audit([folder], tmp_path / "out", AuditSettings(size=64, batch_size=2, workers=0),
-                      progress=False, model_loader=broken)
+    # The same settings object runs again: the audit never changes it.
+    again = run_audit([folder], tmp_path / "out", settings, progress=False, model_loader=broken)
     assert again.computed == 2  # the two images are retried, the two bad files are final

@@ -30,8 +30,7 @@ CLASSES = ["healthy", "referable"]
 def _loader(settings):
     from medig.models import load_model
 
-    loaded = load_model(TINY, class_names=CLASSES)
-    return loaded.model, CLASSES, None, None
+    return load_model(TINY, class_names=CLASSES)
 
 
 def _settings(**kw) -> AuditSettings:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,8 +15,13 @@ import torch
 from PIL import Image
 
 import medig.audit.inputs as inputs_module
+from medig.audit import read_results
 from medig.audit.inputs import AuditInput, collect_inputs, decode_batches
+from medig.cli import EXIT_OK
+from tests.audit.conftest import TINY
 from tests.io.conftest import build_dicom, rgb_fundus
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _items(folder: Path, names: list[str]) -> list[AuditInput]:
@@ -131,3 +138,62 @@ def test_slow_but_live_worker_is_waited_for(tmp_path, monkeypatch):
     got = [d for batch in decode_batches(items, [[0], [1], [2]], workers=1, timeout_s=30)
            for d in batch]
     assert [(d.index, d.error) for d in got] == [(0, None), (1, None), (2, None)]
+
+
+# An audit whose decoding worker cannot create its shared-memory tensors: the file-size limit
+# makes sizing the segment fail with EFBIG (Python ignores SIGXFSZ), as a full /dev/shm fails with
+# ENOSPC. The limit is below one decoded image (3 x 600 x 600 bytes) and above every output.
+_LIMITED_AUDIT = """
+import resource, sys
+import medig.audit.inputs as inputs
+from medig.cli import main
+inputs.DECODE_TIMEOUT_S = 40.0  # a hang wait, if the death were missed, stays bounded
+resource.setrlimit(resource.RLIMIT_FSIZE, (900_000, resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_worker_that_cannot_share_memory_is_noticed_at_once(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = [f"{k}.png" for k in range(3)]
+    for k, name in enumerate(names):
+        Image.fromarray(rgb_fundus(600, 600, seed=k)).save(folder / name)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", _LIMITED_AUDIT, "audit", str(folder), "--out", str(out),
+           "--model", TINY, "--classes", "healthy", "referable", "--size", "64",
+           "--batch-size", "2", "--workers", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    start = time.monotonic()
+    done = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    seconds = time.monotonic() - start
+    assert done.returncode == EXIT_OK, done.stderr
+    assert seconds < 35  # far below one hang timeout
+    assert "Traceback" not in done.stderr  # no worker traceback on the console
+    lines = [line for line in done.stderr.splitlines() if "/dev/shm" in line]
+    assert len(lines) == 1 and "File too large" in lines[0] and "--workers 0" in lines[0]
+    rows = read_results(out / "results.jsonl")
+    assert sorted(r["path"] for r in rows) == names
+    assert all(r["status"] == "ok" for r in rows)
+
+
+def test_share_failure_is_decoded_here_and_later_batches_too(tmp_path, monkeypatch, caplog):
+    # The worker's share step raising (as on a full /dev/shm): the same pixels come back, decoded
+    # in this process, for this batch and every later one, with one warning.
+    def full(decoded):
+        raise RuntimeError("unable to write to file </torch_1_2_0>: No space left on device (28)")
+
+    monkeypatch.setattr(inputs_module, "_share_tensors", full, raising=False)
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    items = _items(tmp_path, names)
+    with caplog.at_level("WARNING", logger="medig"):
+        got = [d for batch in decode_batches(items, [[0, 1], [2], [3]], workers=2, timeout_s=60)
+               for d in batch]
+    assert [(d.index, d.error, d.share_error) for d in got] == [(k, None, None) for k in range(4)]
+    for d, name in zip(got, names):
+        pixels = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        assert np.array_equal(d.frames[0].permute(1, 2, 0).numpy(), pixels)
+    warned = [r.getMessage() for r in caplog.records if "/dev/shm" in r.getMessage()]
+    assert len(warned) == 1 and "No space left on device" in warned[0]
+    assert "torch_1_2_0" not in warned[0]

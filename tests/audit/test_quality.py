@@ -16,7 +16,7 @@ from medig.audit import AuditSettings, read_results, run_audit
 from medig.cli import EXIT_OK, EXIT_USAGE, main
 from medig.preprocess import QUALITY_LEVELS
 from medig.synthetic import generate
-from medig.synthetic_degrade import over_expose
+from medig.synthetic.degrade import over_expose
 from tests.audit.conftest import TINY
 
 BASE = ["--model", TINY, "--classes", "healthy", "referable", "--size", "96",

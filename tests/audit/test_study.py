@@ -15,6 +15,7 @@ from medig.audit.study import (
     audit_secret,
     keyed_id,
     laterality_from_name,
+    row_identity,
     study_fields,
 )
 from medig.io.dicom_ids import DicomIds
@@ -77,6 +78,30 @@ def test_same_study_same_id_and_fallbacks(tmp_path):
     # DICOM laterality wins over the file name
     assert study_fields(secret, "x_L.dcm", None, laterality="R")["laterality"] == "R"
     assert keyed_id(secret, "image", "a") != keyed_id(secret, "name", "a")
+
+
+def test_names_are_hashed_as_their_bytes(tmp_path):
+    secret = audit_secret(tmp_path)
+    raw = b"caf\xe9_left.jpg"  # Latin-1, not UTF-8: os.fsdecode keeps \xe9 as a surrogate escape
+    expected = hmac.new(secret, b"image\0" + raw, hashlib.sha256).hexdigest()[:16]
+    assert keyed_id(secret, "image", os.fsdecode(raw)) == expected
+    # a UTF-8 name keeps the id it always had
+    utf8 = hmac.new(secret, "image\0café.jpg".encode(), hashlib.sha256).hexdigest()[:16]
+    assert keyed_id(secret, "image", "café.jpg") == utf8
+    fields = study_fields(secret, os.fsdecode(b"p/" + raw), None)
+    assert (fields["laterality"], fields["study_source"]) == ("L", "file name")
+    assert fields["study"] == study_fields(secret, os.fsdecode(b"p/caf\xe9_R.png"), None)["study"]
+
+
+def test_stored_work_says_only_what_the_content_says(tmp_path):
+    # Work is shared by every name with the same bytes: what one name said is not another's.
+    secret = audit_secret(tmp_path)
+    other = study_fields(secret, "c.jpg", None)
+    assert row_identity(secret, "a_left.jpg", other) == study_fields(secret, "a_left.jpg", None)
+    dicom = study_fields(secret, "x.dcm", DicomIds(UID, None, "1.1", "1.2", "R"))
+    mine = row_identity(secret, "y_left.dcm", dicom)
+    assert mine == {"study": dicom["study"], "study_source": "dicom", "laterality": "R",
+                    "laterality_source": "dicom"}
 
 
 def test_unreadable_image_keeps_its_study_and_eye(tmp_path):

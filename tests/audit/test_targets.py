@@ -8,6 +8,7 @@ from medig.attr.class_group import ClassGroup
 from medig.audit import AuditSettings
 from medig.audit.errors import AuditUsageError
 from medig.audit.model_setup import load_for_audit
+from medig.audit.plan import resolve
 from medig.audit.targets import checked_target, describe_target, resolve_target, target_spec
 
 GRADES = ["none", "mild", "moderate", "severe", "proliferative"]
@@ -34,31 +35,30 @@ def test_bad_targets_are_usage_errors(target, output, match):
 
 
 def test_describe_target_for_the_manifest():
-    settings = AuditSettings(class_names=GRADES, target="referable DR=2,3,4",
-                             model_metadata={"target_source": "argument"})
-    assert describe_target(settings) == {
+    group = resolve_target("referable DR=2,3,4", GRADES)
+    assert describe_target(group, "referable DR=2,3,4", GRADES, "probability", "argument") == {
         "spec": "referable DR=2,3,4", "source": "argument", "kind": "group",
         "name": "referable DR", "members": ["moderate", "severe", "proliferative"],
         "indices": [2, 3, 4],
         "formula": "P(referable DR) = P(moderate) + P(severe) + P(proliferative)",
         "output": "probability"}
-    settings.target = "pred"
-    assert describe_target(settings)["kind"] == "predicted"
-    settings.target = "severe"
-    assert describe_target(settings)["members"] == ["severe"]
+    assert describe_target(None, "pred", GRADES, "probability", None)["kind"] == "predicted"
+    assert describe_target(3, "severe", GRADES, "logit", None)["members"] == ["severe"]
 
 
 def test_demo_model_declares_referable_dr():
     settings = AuditSettings()
     assert settings.target is None
-    settings.class_names = load_for_audit(settings)[1]
-    assert settings.target == "referable DR"
-    assert settings.model_metadata["target_source"] == \
+    plan = resolve(settings, load_for_audit(settings))
+    assert plan.target_spec == "referable DR" and plan.target == 1  # a class of the demo
+    assert plan.model_metadata["target_source"] == \
         "declared by the model (JSON demo.json positive_class)"
-    assert checked_target(settings) == "referable DR"
+    assert plan.describe_target()["name"] == "referable DR"
+    assert settings.target is None  # the declaration is the plan's, never written back
     given = AuditSettings(target="pred")
-    load_for_audit(given)
-    assert given.target == "pred" and given.model_metadata["target_source"] == "argument"
+    plan = resolve(given, load_for_audit(given))
+    assert plan.target is None and plan.target_spec == "pred"
+    assert plan.model_metadata["target_source"] == "argument"
 
 
 def test_declared_group_with_logit_output_says_where_it_came_from(tmp_path):
@@ -69,12 +69,13 @@ def test_declared_group_with_logit_output_says_where_it_came_from(tmp_path):
                 "positive_class": {"name": "any", "classes": [0, 1]}}, weights)
     settings = AuditSettings(model="tests.audit.tiny_models:make_tiny", weights=str(weights),
                              output="logit")
-    load_for_audit(settings)
-    settings.class_names = ["healthy", "referable"]
-    assert settings.target == "any=0,1"
+    loaded = load_for_audit(settings)
     with pytest.raises(AuditUsageError, match=r"the model declares the target 'any=0,1' "
                                               r"\(checkpoint tiny.pt positive_class\), which "
                                               r"does not work here .*pass --target pred"):
-        checked_target(settings)
-    settings.target, settings.model_metadata["target_source"] = None, "default"
-    assert checked_target(settings) == "pred"
+        resolve(settings, loaded)
+    # Not declared (the default "pred"), the same output is fine; a given group is an error
+    # about --target itself.
+    assert checked_target("pred", ["healthy", "referable"], "logit", "default") is None
+    with pytest.raises(AuditUsageError, match="^--target 'any=0,1' is a group"):
+        checked_target("any=0,1", ["healthy", "referable"], "logit", "argument")

@@ -10,7 +10,7 @@ from torch import nn
 
 import medig
 from medig.checks import map_similarity, model_stages, randomisation_test, thresholds
-from medig.preprocess import FundusPreprocess
+from medig.preprocess import FundusPreprocess, fov_mask
 from medig.synthetic import generate
 from tests.conftest import small_cnn
 
@@ -69,6 +69,25 @@ def test_medig_ig_on_the_demo_model_passes(fundus, demo) -> None:
     assert result.stage_similarity[0] > result.stage_similarity[-1]  # the cascade destroys more
 
 
+def test_default_arguments_give_the_audits_verdict_on_a_fundus(fundus, demo) -> None:
+    # Without a field of view the black corners' tied cells dominate the ranks, and IG on the
+    # demo model would fail; by default the check finds the field of view as the audit does.
+    x, fov = fundus  # the audit's preprocessing and its field of view
+    with torch.no_grad():
+        target = demo(x).argmax(dim=1)
+    default = randomisation_test(demo, x, target)
+    audit = randomisation_test(demo, x, target, fov=fov)
+    assert default.passed is True and audit.passed is True
+    assert default.stage_similarity[-1] == pytest.approx(audit.stage_similarity[-1], abs=0.02)
+    detected = randomisation_test(demo, x, target, fov=fov_mask(x))
+    assert torch.equal(default.similarity, detected.similarity)  # "auto" is that detector
+    # The whole frame, explicitly or as None, is the behaviour before "auto": it fails.
+    frame = randomisation_test(demo, x, target, fov=torch.ones_like(fov))
+    assert frame.passed is False
+    assert frame.stage_similarity[-1] > thresholds.RANDOMISATION_MAX_SIMILARITY
+    assert torch.equal(frame.similarity, randomisation_test(demo, x, target, fov=None).similarity)
+
+
 def test_the_users_model_is_never_touched_and_the_cascade_accumulates() -> None:
     model = small_cnn(seed=3).train()  # a training-mode model: the copy is put in eval mode
     before = copy.deepcopy(model.state_dict())
@@ -103,7 +122,8 @@ def test_same_seed_same_result_and_explicit_stages() -> None:
 
 
 def test_stage_discovery_looks_through_wrappers_and_expands_containers() -> None:
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     resnet = medig.with_normalization(torchvision.models.resnet18(num_classes=2), [0.5] * 3,
                                       [0.2] * 3)
     assert model_stages(resnet) == ["model.fc", "model.layer4.1", "model.layer4.0",

@@ -9,8 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("monai")
-
 from medig.synthetic import generate
 from tests.conftest import small_cnn
 

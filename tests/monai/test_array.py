@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("monai")
-
 from monai.data import MetaTensor, PILReader
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
 from medig import FundusIntegratedGradients
 from medig.io import read_image
-from medig.monai import FOV_BOX_KEY, FundusPreprocess, IntegratedGradients, to_unit_range
+from medig.monai import FOV_BOX_KEY, ComputeIntegratedGradients, PreprocessFundus, to_unit_range
 from medig.preprocess import FundusPreprocess as CorePreprocess
 from tests.monai.conftest import SIZE
 
@@ -35,15 +32,15 @@ def test_pil_orientation_matches_medig_io(fundus_dir, model) -> None:
     path = fundus_dir / "img0.png"
     loaded = Compose([LoadImage(reader=PILReader(), image_only=True), EnsureChannelFirst()])(path)
     assert tuple(loaded.shape[1:]) == (84, 60)  # (W, H): the frame is 60 x 84
-    image = FundusPreprocess(size=SIZE, reverse_indexing=True)(loaded)
+    image = PreprocessFundus(size=SIZE, reverse_indexing=True)(loaded)
 
     ref, _ = CorePreprocess(size=SIZE)(read_image(path).pixels[None])
     torch.testing.assert_close(image.as_tensor()[None], ref, atol=1e-5, rtol=0)
     # Without the option the image is silently transposed: the check above must be able to fail.
-    wrong = FundusPreprocess(size=SIZE)(loaded)
+    wrong = PreprocessFundus(size=SIZE)(loaded)
     assert (wrong.as_tensor() - ref[0]).abs().max() > 0.1
 
-    attr = IntegratedGradients(model, **IG_OPTS)(image)
+    attr = ComputeIntegratedGradients(model, **IG_OPTS)(image)
     core = FundusIntegratedGradients(model).explain(ref, **IG_OPTS)
     torch.testing.assert_close(attr.as_tensor()[None], core.attributions, atol=1e-5, rtol=1e-4)
 
@@ -54,7 +51,7 @@ def test_metadata_kept_and_affine_updated(fundus_dir, reverse) -> None:
     loaded = Compose([LoadImage(reader=reader, image_only=True), EnsureChannelFirst()])(
         fundus_dir / "img2.png")
     loaded.meta["affine"] = torch.diag(torch.tensor([0.5, 2.0, 1.0, 1.0], dtype=torch.float64))
-    image, mask = FundusPreprocess(size=SIZE, reverse_indexing=reverse, return_mask=True)(loaded)
+    image, mask = PreprocessFundus(size=SIZE, reverse_indexing=reverse, return_mask=True)(loaded)
     assert isinstance(image, MetaTensor) and isinstance(mask, MetaTensor)
     assert mask.dtype == torch.bool and tuple(mask.shape) == (1, SIZE, SIZE)
     assert image.meta["filename_or_obj"] == loaded.meta["filename_or_obj"]
@@ -75,16 +72,16 @@ def test_metadata_kept_and_affine_updated(fundus_dir, reverse) -> None:
 
 def test_bad_shapes_raise(model) -> None:
     with pytest.raises(ValueError, match="EnsureChannelFirst"):
-        FundusPreprocess(size=SIZE)(torch.zeros(60, 84, 3, 1))
+        PreprocessFundus(size=SIZE)(torch.zeros(60, 84, 3, 1))
     with pytest.raises(ValueError, match="N, C, H, W"):
-        IntegratedGradients(model)(torch.zeros(3, 8))
+        ComputeIntegratedGradients(model)(torch.zeros(3, 8))
 
 
 def test_ig_batch_and_single_equal_core(model) -> None:
     torch.manual_seed(0)
     x = torch.rand(2, 3, SIZE, SIZE)
     core = FundusIntegratedGradients(model, baselines="blur").explain(x, target=1, **IG_OPTS)
-    ig = IntegratedGradients(model, baselines="blur", target=1, **IG_OPTS)
+    ig = ComputeIntegratedGradients(model, baselines="blur", target=1, **IG_OPTS)
     batch = ig(x)
     assert batch.shape == x.shape
     torch.testing.assert_close(batch, core.attributions, atol=1e-6, rtol=1e-5)
@@ -95,5 +92,5 @@ def test_ig_batch_and_single_equal_core(model) -> None:
 
 def test_ig_restores_training_mode(model) -> None:
     model.train()
-    IntegratedGradients(model, **IG_OPTS)(torch.rand(3, SIZE, SIZE))
+    ComputeIntegratedGradients(model, **IG_OPTS)(torch.rand(3, SIZE, SIZE))
     assert model.training

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("monai")
-
 from monai.visualize import blend_images
 
 from medig import FundusIntegratedGradients
 from medig.monai import IntegratedGradientsVisualizer
-from medig.render import attribution_map
+from medig.visualize import attribution_map
 from tests.monai.conftest import SIZE
 
 

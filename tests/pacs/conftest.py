@@ -3,12 +3,18 @@
 SCP (pynetdicom's own, in a thread) and an Orthanc archive when the machine has one."""
 from __future__ import annotations
 
+import builtins
+import datetime
+import errno
+import io
 import json
+import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
+import types
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -163,6 +169,89 @@ class Orthanc:
     @property
     def destination(self) -> str:
         return f"ORTHANC@127.0.0.1:{self.dicom_port}"
+
+
+def with_raw_name(ds: pydicom.Dataset, charset: str | list[str] | None, raw: bytes) -> bytes:
+    """``ds`` as a DICOM file whose SpecificCharacterSet is ``charset`` and whose PatientName
+    holds the bytes ``raw`` exactly (pydicom would re-encode a text value)."""
+    if charset is None:
+        if "SpecificCharacterSet" in ds:
+            del ds.SpecificCharacterSet
+    else:
+        ds.SpecificCharacterSet = charset
+    ds.PatientName = "PLACEHOLDER^NAME"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    marker = b"PLACEHOLDER^NAME"
+    at = data.index(marker)
+    padded = raw + b" " * (len(raw) % 2)
+    # explicit VR little endian: the 2-byte length sits just before the value
+    return data[: at - 2] + len(padded).to_bytes(2, "little") + padded + data[at + len(marker):]
+
+
+def shift_clock(monkeypatch: pytest.MonkeyPatch, delta: datetime.timedelta) -> None:
+    """Every clock an audit and its DICOM objects read (the run's start and end, highdicom's
+    dates) runs ``delta`` ahead from now on."""
+    import highdicom.base
+    import highdicom.sc.sop
+
+    import medig.audit.manifest
+    import medig.audit.pipeline
+    import medig.pacs.send
+
+    real = datetime.datetime
+
+    class Later(real):
+        @classmethod
+        def now(cls, tz=None):  # the signature of datetime.now
+            return real.now(tz) + delta
+
+    shim = types.SimpleNamespace(**{**vars(datetime), "datetime": Later})
+    for module in (medig.audit.pipeline, medig.audit.manifest, medig.pacs.send, highdicom.base,
+                   highdicom.sc.sop):
+        monkeypatch.setattr(module, "datetime", shim)
+
+
+class _FullFile:
+    """A file open for writing on a disk with ``room`` bytes left: the write that would pass
+    them fails with ENOSPC, as on a disk that fills while the file is written."""
+
+    def __init__(self, fh: Any, room: int) -> None:
+        self._fh, self._room = fh, room
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if size > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= size
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+def fill_disk(monkeypatch: pytest.MonkeyPatch, folder: Path, room: int = 512) -> None:
+    """The file system under ``folder`` is nearly full: a file opened there for writing (by any
+    code, through ``open`` or ``io.open``) fails with ENOSPC once ``room`` bytes are written."""
+    real_open = builtins.open
+    root = os.path.realpath(folder)
+
+    def open_on_full_disk(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        fh = real_open(file, mode, *args, **kwargs)
+        if (isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+")
+                and os.path.realpath(os.fsdecode(file)).startswith(root + os.sep)):
+            return _FullFile(fh, room)
+        return fh
+
+    monkeypatch.setattr(builtins, "open", open_on_full_disk)
+    monkeypatch.setattr(io, "open", open_on_full_disk)
 
 
 def encapsulated_pdf(ds: pydicom.Dataset) -> bytes:

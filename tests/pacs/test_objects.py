@@ -2,6 +2,8 @@
 """The DICOM objects themselves: valid IODs (dciodvfy), parse back, reference their source."""
 from __future__ import annotations
 
+import datetime
+import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +20,7 @@ from medig.pacs.objects import (
     study_document,
 )
 from tests.io.conftest import PHI, build_dicom, rgb_fundus
-from tests.pacs.conftest import encapsulated_pdf
+from tests.pacs.conftest import encapsulated_pdf, shift_clock
 
 ROOT = Path(__file__).resolve().parents[2]
 DCIODVFY = shutil.which("dciodvfy")
@@ -26,7 +28,8 @@ DCIODVFY = shutil.which("dciodvfy")
 
 def dciodvfy_errors(path: Path) -> list[str]:
     """Lines dciodvfy reports as errors (it exits 0 either way)."""
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, errors="replace",
+                         timeout=60)
     return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
@@ -158,3 +161,30 @@ def test_building_objects_logs_and_warns_nothing(tmp_path, caplog):
         study_document([read_source(tmp_path / "s.dcm")], b"%PDF-1.4\n", output_key="k")
     assert not caught
     assert not [r for r in caplog.records if r.name.startswith(("highdicom", "pydicom"))]
+
+
+def test_objects_do_not_depend_on_the_clock(sources, monkeypatch):
+    """Built a day apart, the same object is the same bytes: its dates are the ``created`` time
+    it is given, never the build's clock (highdicom's dates, its own contribution entry)."""
+    created = datetime.datetime(2025, 3, 1, 9, 15, tzinfo=datetime.timezone.utc)
+
+    def build() -> list[bytes]:
+        sources_ = [read_source(p) for p in sources]
+        objects = [overlay_capture(sources_[0], picture(), frame=None, laterality="R",
+                                   output_key="k", instance_number=1, derivation="IG",
+                                   created=created),
+                   study_document(sources_, b"%PDF-1.4\n", output_key="k", created=created)]
+        encoded = []
+        for ds in objects:
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            encoded.append(buffer.getvalue())
+        return encoded
+
+    today = build()
+    shift_clock(monkeypatch, datetime.timedelta(days=1, seconds=7))
+    assert build() == today
+    sc = pydicom.dcmread(io.BytesIO(today[0]))
+    local = created.astimezone()
+    assert sc.ContentDate == sc.InstanceCreationDate == local.strftime("%Y%m%d")
+    assert sc.ContentTime == local.strftime("%H%M%S")

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from medig.preprocess import circle_mask, crop_boxes, crop_to_fov, fov_boxes, fov_mask
-from medig.preprocess._synthetic_disk import synthetic_disk
+from medig.synthetic.disk import synthetic_disk
 
 
 def _flat_disk(h: int, w: int, cx: float, cy: float, r: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medig.preprocess import FOV_SHAPES, FundusPreprocess, detect_fov, detect_fov_circles, fov_mask
-from medig.preprocess._synthetic_disk import synthetic_disk
+from medig.synthetic.disk import synthetic_disk
 
 H, W = 300, 400
 

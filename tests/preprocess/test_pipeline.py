@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medig.preprocess import FundusPreprocess, crop_boxes
-from medig.preprocess._synthetic_disk import synthetic_disk
+from medig.synthetic.disk import synthetic_disk
 
 
 def _images() -> list[torch.Tensor]:

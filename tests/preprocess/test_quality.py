@@ -22,9 +22,9 @@ from medig.preprocess import (
     detect_fov,
     detect_fov_circles,
 )
-from medig.preprocess._synthetic_disk import synthetic_disk
 from medig.synthetic import generate
-from medig.synthetic_degrade import SEVERITIES, degrade
+from medig.synthetic.degrade import SEVERITIES, degrade
+from medig.synthetic.disk import synthetic_disk
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (the test extra)")
 DATA = Path(skimage_data.__file__).parent

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from medig.render import abs_quantiles, cohort_clip_value, overlay, save_png, side_by_side
+from medig.visualize import abs_quantiles, cohort_clip_value, overlay, save_png, side_by_side
 
 CLASSES = ["no referable DR", "referable DR"]
 

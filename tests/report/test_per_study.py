@@ -2,6 +2,7 @@
 """Per-study pages: one PDF per study, right eye on the left of the page, figures and wording."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -102,6 +103,25 @@ def test_pages_are_deterministic_and_stale_pages_go(pages):
     again = build_study_pages(out)
     assert {k: p.read_bytes() for k, p in again.items()} == before
     assert not (out / "studies" / "aaaaaaaaaaaaaaaa.pdf").exists()
+
+
+def test_a_rerun_days_later_rebuilds_byte_identical_pages_dated_by_the_first_run(pages):
+    """The Encapsulated PDF is the page: a page dated by the run would be a new instance in the
+    PACS on every re-run. It is dated by the audit's first run, whatever the later runs' times."""
+    out, written = pages
+    before = {k: p.read_bytes() for k, p in written.items()}
+    assert "2025-03-01 09:15" in _text(written[STUDY])  # a manifest of before first_started
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(first_started=manifest["started"], started="2025-03-04T17:02:09+00:00",
+                    finished="2025-03-04T17:03:41+00:00")
+    path.write_text(json.dumps(manifest))
+    again = build_study_pages(out)
+    assert {k: p.read_bytes() for k, p in again.items()} == before
+    manifest["first_started"] = "2024-12-24T08:00:00+00:00"  # another audit: another date
+    path.write_text(json.dumps(manifest))
+    build_study_pages(out)
+    assert "2024-12-24 08:00" in _text(written[STUDY])
 
 
 def test_a_study_value_is_never_a_path(tmp_path):

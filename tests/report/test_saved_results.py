@@ -101,8 +101,11 @@ def test_values_of_the_wrong_type_are_shown_as_not_recorded(tmp_path):
     # One row per result field, that field holding a value of another JSON type: the report and
     # the study pages are still built (they used to stop on e.g. "probabilities": "x"), the
     # value is dropped, and a note says so.
-    from medig.audit.records import RESULT_TYPES, checked_row
+    from medig.audit.records import RESULT_FIELDS
+    from medig.report.data import RESULT_TYPES, checked_row
     from medig.report.per_study import build_study_pages
+
+    assert set(RESULT_TYPES) == set(RESULT_FIELDS)  # every column the audit writes has a type
 
     wrong = {"str": [1], "int": 2.5, "number": "x", "bool": "yes", "probabilities": [0.5],
              "strings": 5}

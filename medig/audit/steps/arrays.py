@@ -1,19 +1,32 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Batch step: keep what the overlays and reports need (image, FOV, map) in the work store."""
+"""Batch step: keep what the overlays and reports need (image, FOV, map) in the work store; and
+the audit step that gives every name its own ``--save-attributions`` file."""
 from __future__ import annotations
 
 import io
+import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from medig.audit.finalise import FinishedAudit
 from medig.audit.steps.batch import AuditContext, ImageBatch
-from medig.audit.store import output_name
-from medig.render import abs_quantiles, clip_value
+from medig.audit.store import output_name, parse_row_path
 from medig.utils import atomic_write
+from medig.visualize import abs_quantiles, clip_value
 
-__all__ = ["StoreArrays"]
+__all__ = ["NameAttributions", "StoreArrays"]
+
+log = logging.getLogger("medig")
+
+#: Member of ``attributions/<name>.npz`` naming the stored work it was written from.
+WORK_MEMBER = "work"
+
+
+def _work(key: str, frame: int | None) -> str:
+    return f"{key}-{frame or 0}"
 
 
 class StoreArrays:
@@ -41,10 +54,72 @@ class StoreArrays:
             attr_map=(amap / scale).astype(np.float16), attr_scale=np.float64(scale),
             sketch=abs_quantiles(amap, fov).astype(np.float32),
             clip=np.float64(clip_value(amap, fov, s.percentile)),
+            # where the model input was cut from the decoded frame: lesion masks are cropped
+            # the same way when the localisation figures are computed (at every audit)
+            box=batch.boxes[j].detach().double().cpu().numpy(),
+            source_shape=np.asarray(batch.pixels[j].shape[-2:], dtype=np.int64),
         )
         if s.save_attributions:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, attributions=attributions.detach().float().cpu().numpy(),
-                                fov=fov)
+                                fov=fov, **{WORK_MEMBER: np.str_(_work(batch.keys[j],
+                                                                       batch.frames[j]))})
             name = output_name(batch.inputs[j].rel, batch.frames[j])
             atomic_write(self.ctx.out_dir / "attributions" / f"{name}.npz", buffer.getvalue())
+
+
+def _written_from(path: Path) -> str | None:
+    """The work an attributions file was written from: None if written by an older medig (no
+    stamp), ``""`` if absent or unreadable."""
+    try:
+        with np.load(path) as data:
+            return str(data[WORK_MEMBER]) if WORK_MEMBER in data.files else None
+    except Exception:  # noqa: BLE001 - damaged or not an npz: as good as absent
+        return ""
+
+
+class NameAttributions:
+    """With ``--save-attributions``: every explained row's ``attributions/<name>.npz`` holds the
+    attributions of the bytes audited under that name in this run.
+
+    The file is written when its work is computed, under the name being audited. Work found in the
+    store is shared by every name with the same bytes, so a name added later (or a file whose
+    bytes became those of another) gets a copy of a file written from the same work; one that no
+    file can give is said in one warning line, and a file written from other work is removed, not
+    left to be believed. Files written by an older medig (unstamped) are kept as they are.
+    """
+
+    def __call__(self, audit: FinishedAudit) -> None:
+        if not audit.settings.save_attributions:
+            return
+        folder = audit.out_dir / "attributions"
+        wanted: dict[Path, str] = {}  # each explained frame's file: the work it must hold
+        for row in audit.rows:
+            if row.get("status") == "ok":
+                rel, frame = parse_row_path(str(row["path"]))
+                if rel in audit.key_of:
+                    wanted[folder / f"{output_name(rel, frame)}.npz"] = _work(audit.key_of[rel],
+                                                                              frame)
+        written = {path: _written_from(path) for path in wanted}
+        stale = {path: work for path, work in wanted.items() if written[path] not in (work, None)}
+        if not stale:
+            return
+        # Any name's file may hold the work (contents swapped between runs); a source that is
+        # about to be replaced itself is read first.
+        source: dict[str, Path] = {}
+        for path, work in written.items():
+            if work:
+                source.setdefault(work, path)
+        needed = {work for work in stale.values() if work in source}
+        early = {work: source[work].read_bytes() for work in needed if source[work] in stale}
+        missing = []
+        for path, work in stale.items():
+            if work in needed:
+                atomic_write(path, early[work] if work in early else source[work].read_bytes())
+            else:
+                path.unlink(missing_ok=True)
+                missing.append(path.relative_to(audit.out_dir).as_posix())
+        if missing:
+            log.warning("%d attribution file(s) not written (first: %s): their images' work is "
+                        "stored, but was computed without --save-attributions; re-audit with "
+                        "--force to write them", len(missing), missing[0])

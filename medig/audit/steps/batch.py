@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from medig.attr import Explanation, FundusIntegratedGradients
 from medig.attr.class_group import ClassGroup
 from medig.audit.inputs import AuditInput
+from medig.audit.plan import AuditPlan
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore
 
@@ -29,17 +30,32 @@ __all__ = ["AuditContext", "BatchStep", "ImageBatch"]
 
 @dataclass
 class AuditContext:
-    """Everything a step needs that does not change from batch to batch."""
+    """Everything a step needs that does not change from batch to batch.
+
+    ``plan`` holds the values in effect (size, tolerance, target, ...); ``settings`` what the
+    user asked for.
+    """
 
     model: nn.Module  # the classifier, pixel-space input, on ``device``, eval mode
     forward: nn.Module  # the explained output (softmax probability or logit) of ``model``
     ig: FundusIntegratedGradients
-    class_names: list[str]
-    settings: AuditSettings
+    plan: AuditPlan
     device: torch.device
     store: WorkStore
     out_dir: Path
-    target: int | ClassGroup | None  # fixed class or group to explain, None: the predicted class
+
+    @property
+    def settings(self) -> AuditSettings:
+        return self.plan.settings
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.plan.class_names
+
+    @property
+    def target(self) -> int | ClassGroup | None:
+        """Fixed class or group to explain; None: the predicted class."""
+        return self.plan.target
 
 
 @dataclass

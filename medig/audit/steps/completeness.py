@@ -12,7 +12,7 @@ class RecordCompletenessRule:
 
     def __call__(self, audit: FinishedAudit) -> None:
         s = audit.settings
-        atol = s.completeness_atol  # filled with the output's default by run_audit
+        atol = audit.plan.completeness_atol  # the output's default unless given
         audit.manifest["completeness_rule"] = (
             f"An image is complete when |delta| <= max({atol:g}, {s.completeness_tol:g} * "
             f"|F(x) - F(x')|), with delta = sum(attributions) - (F(x) - F(x')) and F the explained "

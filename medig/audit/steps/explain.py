@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medig.attr.precision import path_dtype
 from medig.audit.steps.batch import AuditContext, ImageBatch
-from medig.render import attribution_map
+from medig.visualize import attribution_map
 
 __all__ = ["Explain"]
 
@@ -20,5 +20,5 @@ class Explain:
         batch.explanation = self.ctx.ig.explain(
             batch.images, target=batch.target, completeness_tol=s.completeness_tol,
             max_steps=s.max_steps, method=s.method,
-            completeness_atol=s.completeness_atol, path_dtype=path_dtype(s.path_dtype))
+            completeness_atol=self.ctx.plan.completeness_atol, path_dtype=path_dtype(s.path_dtype))
         batch.maps = attribution_map(batch.explanation.attributions.detach())

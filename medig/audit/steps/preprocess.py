@@ -2,9 +2,8 @@
 """Batch step: crop each decoded photograph on its field of view and resize it for the model."""
 from __future__ import annotations
 
-from typing import Any
-
 from medig.audit.steps.batch import AuditContext, ImageBatch
+from medig.io.dicom_ids import _laterality as dicom_laterality
 from medig.preprocess import FundusPreprocess
 
 __all__ = ["Laterality", "Preprocess"]
@@ -15,7 +14,7 @@ class Preprocess:
     the quality gate on, also ``quality`` (verdicts from the same field of view)."""
 
     def __init__(self, ctx: AuditContext) -> None:
-        self.preprocess = FundusPreprocess(size=ctx.settings.size, graham=ctx.settings.graham)
+        self.preprocess = FundusPreprocess(size=ctx.plan.size, graham=ctx.settings.graham)
         self.quality = ctx.settings.quality != "off"
 
     def __call__(self, batch: ImageBatch) -> None:
@@ -28,17 +27,10 @@ class Preprocess:
 
 
 class Laterality:
-    """The ``laterality`` field from the DICOM attributes (R, L), when the file has them."""
+    """The ``laterality`` field from the DICOM attributes, when the file has them: ``ImageLaterality``
+    or else ``Laterality``, read as the header is (:mod:`medig.io.dicom_ids`). A value that is not
+    one of DICOM's R, L, B, U (any case, padded) says nothing, so the file name's hint may apply."""
 
     def __call__(self, batch: ImageBatch) -> None:
         for fields, metadata in zip(batch.fields, batch.metadata):
-            fields["laterality"] = laterality_of(metadata)
-
-
-def laterality_of(metadata: dict[str, Any]) -> str | None:
-    """``ImageLaterality`` or else ``Laterality`` of a decoded image's metadata."""
-    for name in ("ImageLaterality", "Laterality"):
-        value = metadata.get(name)
-        if value:
-            return str(value)
-    return None
+            fields["laterality"] = dicom_laterality(metadata)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from medig.audit.finalise import FinishedAudit
-from medig.audit.store import DamagedWorkError, parse_row_path, read_json_file
+from medig.audit.store import DamagedWorkError, parse_row_path
 from medig.checks import DEFAULT_CELL, checks_manifest, randomisation_test, thresholds
 from medig.checks.randomisation import DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS
-from medig.utils import atomic_write
+from medig.utils import atomic_write, read_json_file
 
 __all__ = ["SANITY_SEED", "SanityCheck"]
 
@@ -62,8 +62,8 @@ class SanityCheck:
         sample = [(row, (rel, frame)) for row, (rel, frame) in sample if rel in items]
         keys = [(audit.key_of[rel], frame or 0) for _, (rel, frame) in sample]
         stamp = hashlib.sha256(json.dumps(
-            [_VERSION, s.key(), keys, DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS, DEFAULT_CELL,
-             thresholds.RANDOMISATION_MAX_SIMILARITY]).encode()).hexdigest()[:16]
+            [_VERSION, audit.plan.key(), keys, DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS,
+             DEFAULT_CELL, thresholds.RANDOMISATION_MAX_SIMILARITY]).encode()).hexdigest()[:16]
         path = audit.store.root / "sanity.json"
         try:
             stored = read_json_file(path)

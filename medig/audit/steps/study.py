@@ -2,10 +2,12 @@
 """Study and eye of each image: the ``study``, ``study_source``, ``laterality`` and
 ``laterality_source`` result fields (see :mod:`medig.audit.study`).
 
-:class:`StudyIdentity` is a batch step (after :class:`~medig.audit.steps.preprocess.Laterality`,
-whose DICOM laterality it keeps); :class:`IdentifyRemainingRows` is a "before" audit step that
-gives the same fields to rows no batch step saw: files that could not be decoded (their header
-may still name the study) and work stored by an older medig.
+The work store is keyed by a file's bytes, so only what the bytes say is stored with it:
+:class:`StudyIdentity`, a batch step (after :class:`~medig.audit.steps.preprocess.Laterality`,
+whose DICOM laterality it keeps), adds the DICOM study and eye. :class:`IdentifyRows`, a "before"
+audit step, completes every final row from its own name (file-name laterality hints, studies
+grouped by name), so that two names with the same bytes never share what their names say; it also
+reads the header of files that could not be decoded (it may still name the study).
 """
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ from medig.audit.finalise import FinishedAudit
 from medig.audit.inputs import AuditInput
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.audit.store import parse_row_path
-from medig.audit.study import audit_secret, study_fields
+from medig.audit.study import audit_secret, dicom_identity, row_identity
 from medig.io.dicom_ids import DicomIds, read_dicom_ids
 
-__all__ = ["IdentifyRemainingRows", "StudyIdentity"]
+__all__ = ["IdentifyRows", "StudyIdentity"]
 
 
 class StudyIdentity:
-    """Adds the study and eye fields to every image of the batch."""
+    """Adds the DICOM study and eye fields (content, never the name) to every image of the batch."""
 
     def __init__(self, ctx: AuditContext) -> None:
         self.secret = audit_secret(ctx.out_dir)
@@ -36,22 +38,25 @@ class StudyIdentity:
     def __call__(self, batch: ImageBatch) -> None:
         for item, metadata, fields in zip(batch.inputs, batch.metadata, batch.fields):
             ids = self._ids(item) if metadata.get("format") == "dicom" else None
-            fields.update(study_fields(self.secret, item.rel, ids, fields.get("laterality")))
+            fields.update(dicom_identity(self.secret, ids, fields.get("laterality")))
 
 
-class IdentifyRemainingRows:
-    """Fills the study and eye fields of final rows that lack them (read errors, old work)."""
+class IdentifyRows:
+    """Fills the study and eye fields of every final row: stored DICOM identity, else the row's
+    own name; the header of a file that has an error row is read here."""
 
     def __call__(self, audit: FinishedAudit) -> None:
-        missing = [r for r in audit.rows if not r.get("study")]
-        if not missing:
+        if not audit.rows:
             return
         secret = audit_secret(audit.out_dir)
         path_of = {it.rel: it.path for it in audit.items}
         ids_of: dict[str, DicomIds | None] = {}  # one read per file, not per frame row
-        for row in missing:
+        for row in audit.rows:
             rel = parse_row_path(str(row["path"]))[0]
-            if rel not in ids_of:
-                path = path_of.get(rel)
-                ids_of[rel] = read_dicom_ids(path) if path is not None else None
-            row.update(study_fields(secret, rel, ids_of[rel], row.get("laterality")))
+            stored = row
+            if row.get("status") == "error":
+                if rel not in ids_of:
+                    path = path_of.get(rel)
+                    ids_of[rel] = read_dicom_ids(path) if path is not None else None
+                stored = dicom_identity(secret, ids_of[rel])
+            row.update(row_identity(secret, rel, stored))

@@ -4,8 +4,6 @@ came from (so a reader of ``manifest.json`` knows what green means without the c
 from __future__ import annotations
 
 from medig.audit.finalise import FinishedAudit
-from medig.audit.settings import AuditSettings
-from medig.audit.targets import describe_target
 
 __all__ = ["RecordTarget"]
 
@@ -14,10 +12,7 @@ class RecordTarget:
     """``manifest["target"]``: kind, name, member classes and indices, formula, source; and
     ``manifest["model_metadata"]``: each metadata piece with its source, and the loader's notes."""
 
-    def __init__(self, settings: AuditSettings) -> None:
-        self.settings = settings
-
     def __call__(self, audit: FinishedAudit) -> None:
-        audit.manifest["target"] = describe_target(self.settings)
-        if self.settings.model_metadata:
-            audit.manifest["model_metadata"] = self.settings.model_metadata
+        audit.manifest["target"] = audit.plan.describe_target()
+        if audit.plan.model_metadata:
+            audit.manifest["model_metadata"] = audit.plan.model_metadata

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Fundus-like disks of known centre and radius, for tests and benchmarks of :mod:`medig.preprocess`.
 
-Not a fundus simulator (see :mod:`medig.synthetic` for that): just the photometric traits that break
-FOV detection -- an orange-red disk with vignetting, a brighter optic disc, a few vessels, sensor
-noise on a not-quite-black background, and optional camera-mask cuts, a notch, dark lesions and
-bright burned-in text.
+Not a fundus simulator (see :mod:`medig.synthetic.fundus` for that): just the photometric traits
+that break FOV detection -- an orange-red disk with vignetting, a brighter optic disc, a few
+vessels, sensor noise on a not-quite-black background, and optional camera-mask cuts, a notch,
+dark lesions and bright burned-in text.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import torch
 
 from medig.preprocess import circle_mask, detect_fov_circles
 from medig.synthetic import generate
-from medig.synthetic_degrade import (
+from medig.synthetic.degrade import (
     DEGRADATIONS,
     NORMAL_EXPOSURE,
     SEVERITIES,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medig.render import (
+from medig.visualize import (
     abs_quantiles,
     attribution_map,
     clip_value,

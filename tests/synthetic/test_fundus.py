@@ -115,7 +115,7 @@ def test_shipped_examples_match_their_masks_and_labels():
     import numpy as np
     from PIL import Image
 
-    root = Path(__file__).resolve().parents[1] / "examples" / "fundus"
+    root = Path(__file__).resolve().parents[2] / "examples" / "fundus"
     index = json.loads((root / "labels.json").read_text())["images"]
     assert len(index) >= 10
     formats = {Path(r["file"]).suffix for r in index}
@@ -139,7 +139,7 @@ def test_shipped_dicom_examples_are_synthetic_op_files():
 
     import pydicom
 
-    root = Path(__file__).resolve().parents[1] / "examples" / "fundus"
+    root = Path(__file__).resolve().parents[2] / "examples" / "fundus"
     files = sorted(root.rglob("*.dcm"))
     assert len(files) >= 2
     frames = []
