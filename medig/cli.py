@@ -275,6 +275,7 @@ def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medig.report import TemplateError, build_report
+    from medig.report.data import ResultsMismatchError
     from medig.report.html import build_html
 
     if not (Path(args.out) / "results.jsonl").is_file():
@@ -288,6 +289,9 @@ def _run_report(args: argparse.Namespace) -> int:
 
             pages = build_study_pages(args.out, template=args.template)
             print(f"study pages: {len(pages)} in {Path(args.out) / 'studies'}")
+    except ResultsMismatchError as error:  # a cut or edited results.jsonl: no report from it
+        _error(str(error))
+        return EXIT_USAGE
     except TemplateError as error:  # a bad --template is a usage error, as for medig audit
         _error(f"--template: {error}")
         return EXIT_USAGE
