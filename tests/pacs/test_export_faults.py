@@ -56,7 +56,7 @@ def test_a_refused_source_costs_only_its_own_objects_and_the_rest_is_sent(
     rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
     made = sorted(p.relative_to(out / "dicom").as_posix() for p in dicom_objects(out))
     good = [f"patient{s}_{k}.dcm" for s in (0, 2) for k in (0, 1)]
-    assert made == sorted([f"overlays/{n}.dcm" for n in good]
+    assert made == sorted([f"{kind}/{n}.dcm" for n in good for kind in ("overlays", "sr", "maps")]
                           + [f"studies/{rows[f'patient{s}_0.dcm']['study']}.dcm" for s in (0, 2)])
     assert set(stored) == {str(pydicom.dcmread(p).SOPInstanceUID) for p in dicom_objects(out)}
     assert BAD_PATIENT not in {str(ds.PatientID) for ds in stored.values()}
