@@ -98,7 +98,7 @@ def evidence_masks(values: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _colour(rgb: tuple[int, int, int]) -> hd.color.CIELabColor:
-    return hd.color.CIELabColor.from_rgb(*(c / 255 for c in rgb))
+    return hd.color.CIELabColor.from_rgb(*rgb)
 
 
 def evidence_segmentation(
