@@ -51,6 +51,7 @@ CONCEPTS: dict[str, tuple[str, str]] = {
     "quality": ("MDG109", "Image quality verdict"),
     "quality_reason": ("MDG110", "Image quality reason"),
     "trust_flag": ("MDG111", "Trust flag"),
+    "flag_reason": ("MDG112", "Flag reason"),
     # the procedure reported, and the two segments of the evidence map
     "procedure": ("MDG201", "Integrated Gradients attribution audit"),
     "evidence": ("MDG202", "Attribution evidence"),

@@ -17,7 +17,8 @@ The content tree, coded as :mod:`medig.pacs.coding` lists:
   ``n_steps``, ``baseline_agreement``, ``faithfulness``); its coded items the predicted class,
   the explained target and the verdicts (completeness, baseline agreement, faithfulness, the
   model-randomisation sanity check, image quality); its text items the class names as the model
-  names them, the trust flags and the quality reasons.
+  names them, the trust flags, the quality reasons and, when the row has one, the reason it is
+  flagged (``flag_reason``).
 
 A figure the row does not have (None, not a finite number) is left out. :func:`read_sr` reads a
 report back into a result-row dict.
@@ -177,7 +178,8 @@ def measurement_report(
     predicted, target = str(row.get("predicted") or ""), str(row.get("target") or "")
     texts = {"predicted_name": predicted, "target_name": target}
     content_key = json.dumps([figures, verdicts, texts, row.get("trust_flags"),
-                              row.get("quality_reasons"), algorithm.key()], sort_keys=True,
+                              row.get("quality_reasons"), row.get("flag_reason"),
+                              algorithm.key()], sort_keys=True,
                              ensure_ascii=False)
     content = hashlib.sha256(content_key.encode("utf-8", "surrogatepass")).hexdigest()
     series_uid = derived_uid("medig-sr-series", source.study_uid, output_key)
@@ -218,6 +220,8 @@ def measurement_report(
             items.append(_text_item("trust_flag", str(flag)))
         for reason in row.get("quality_reasons") or []:
             items.append(_text_item("quality_reason", str(reason)))
+        if row.get("flag_reason"):  # why the image is flagged, where the row says
+            items.append(_text_item("flag_reason", str(row["flag_reason"])))
         report = hd.sr.MeasurementReport(
             observation_context=hd.sr.ObservationContext(observer_device_context=observer),
             procedure_reported=concept("procedure"), imaging_measurements=[group])
@@ -259,8 +263,8 @@ def read_sr(path: str | os.PathLike) -> dict[str, Any]:
         as ``probabilities: {predicted: p}``), ``predicted`` and ``target`` (the class names as the
         model names them), ``predicted_code`` and ``target_code`` (``(value, scheme, meaning)``),
         the verdicts (``completeness``, ``agreement_verdict``, ``faithfulness_verdict``,
-        ``sanity_check``, ``quality``: row values), ``flagged``, ``trust_flags`` and
-        ``quality_reasons``.
+        ``sanity_check``, ``quality``: row values), ``flagged``, ``trust_flags``,
+        ``quality_reasons`` and ``flag_reason`` (when the report has one).
 
     Raises
     ------
@@ -300,6 +304,8 @@ def read_sr(path: str | os.PathLike) -> dict[str, Any]:
                 row["trust_flags"].append(text)
             elif key == "quality_reason":
                 row["quality_reasons"].append(text)
+            elif key == "flag_reason":
+                row["flag_reason"] = text
     probability = row.pop("predicted_probability", None)
     if probability is not None and "predicted" in row:
         row["probabilities"] = {row["predicted"]: probability}

@@ -101,3 +101,37 @@ def test_the_evidence_map_of_a_real_audit_lies_on_the_spot(tmp_path: Path):
         lab = hd.color.CIELabColor.from_dicom_value(segment.RecommendedDisplayCIELabValue)
         assert np.abs(np.subtract(lab.to_rgb(clip=True), rgb)).max() <= 2
     assert read_sr(out / "dicom" / "sr" / "spot.dcm.dcm")["predicted"] == "referable"
+
+
+def test_each_frame_of_a_multiframe_source_gets_its_own_report_and_map(tmp_path: Path):
+    """The bundled two-frame example: per frame, a report and a map that reference that frame,
+    on the source's 512 x 512 grid, valid for dciodvfy."""
+    import shutil
+
+    from tests.pacs.test_objects import DCIODVFY, dciodvfy_errors
+    from tests.pacs.test_sr import MULTIFRAME
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(MULTIFRAME, tmp_path / "in" / MULTIFRAME.name)
+    out = tmp_path / "out"
+    code = main(["audit", str(tmp_path / "in"), "--out", str(out), "--model",
+                 "tests.audit.tiny_models:make_tiny", "--classes", "healthy", "referable",
+                 "--size", "64", "--workers", "0", "--quiet", "--dicom-out", "--include-phi"])
+    assert code == EXIT_OK
+    src = pydicom.dcmread(MULTIFRAME, stop_before_pixels=True)
+    reports = sorted((out / "dicom" / "sr").iterdir())
+    maps = sorted((out / "dicom" / "maps").iterdir())
+    assert len(reports) == len(maps) == 2
+    frames = []
+    for report_path, map_path in zip(reports, maps):
+        seg = pydicom.dcmread(map_path)
+        assert (seg.Rows, seg.Columns) == (src.Rows, src.Columns)
+        ref = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]\
+            .SourceImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID
+        frames.append(int(ref.ReferencedFrameNumber))
+        sr = pydicom.dcmread(report_path)
+        assert sr.PatientID == src.PatientID and sr.StudyInstanceUID == src.StudyInstanceUID
+        if DCIODVFY is not None:
+            assert dciodvfy_errors(report_path) == [] and dciodvfy_errors(map_path) == []
+    assert sorted(frames) == [1, 2]

@@ -99,13 +99,15 @@ def test_the_numbers_read_back_are_the_rows_figures(source_path, tmp_path):
 
 
 def test_map_error_and_the_map_figures_are_items_when_they_exist(source_path, tmp_path):
-    row = {**ROW, "map_error": 0.0314159, "flagged": True, "trust_flags": ["incomplete"]}
+    row = {**ROW, "map_error": 0.0314159, "flagged": True, "trust_flags": ["incomplete"],
+           "flag_reason": "map error 3.1% > 2%"}
     back = read_sr(saved(report(read_source(source_path), row,
                                 map_figures={"map_scale": 0.25, "map_threshold": 0.0125}),
                          tmp_path / "sr.dcm"))
     assert back["map_error"] == 0.0314159
     assert (back["map_scale"], back["map_threshold"]) == (0.25, 0.0125)
     assert back["flagged"] is True and back["completeness"] == "incomplete"
+    assert back["flag_reason"] == "map error 3.1% > 2%"
 
 
 def test_figures_the_row_lacks_are_left_out(source_path, tmp_path):
