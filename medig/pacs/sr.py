@@ -87,8 +87,8 @@ class Algorithm:
         return hd.sr.AlgorithmIdentification(
             name="medig Integrated Gradients", version=medig.__version__,
             manufacturer=MANUFACTURER,
-            parameters=[f"model {self.model}"[:1024], f"weights SHA-256 {sha}",
-                        *(p[:1024] for p in self.parameters)])
+            parameters=[_text(f"model {self.model}")[:1024], f"weights SHA-256 {sha}",
+                        *(_text(p)[:1024] for p in self.parameters)])
 
     def key(self) -> str:
         return json.dumps([self.model, self.weights_sha256, self.parameters])
@@ -104,8 +104,17 @@ def _code_item(key: str, value: CodedConcept) -> hd.sr.QualitativeEvaluation:
     return hd.sr.QualitativeEvaluation(concept(key), value)
 
 
+def _text(value: str) -> str:
+    """``value`` as text any character set encodes (a name read from a non-UTF-8 file system
+    holds surrogate escapes: its undecodable bytes become U+FFFD)."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that escapes no byte
+        return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _text_item(key: str, value: str) -> hd.sr.TextContentItem:
-    return hd.sr.TextContentItem(name=concept(key), value=value[:1024] or "-",
+    return hd.sr.TextContentItem(name=concept(key), value=_text(value)[:1024] or "-",
                                  relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
@@ -203,7 +212,8 @@ def measurement_report(
     with _silent():
         device = hd.sr.DeviceObserverIdentifyingAttributes(
             uid=derived_uid("medig-device", algorithm.model, str(algorithm.weights_sha256)),
-            name="medig", manufacturer_name=MANUFACTURER, model_name=algorithm.model[:64])
+            name="medig", manufacturer_name=MANUFACTURER,
+            model_name=_text(algorithm.model)[:64])
         observer = hd.sr.ObserverContext(observer_type=codes.cid270.Device,
                                          observer_identifying_attributes=device)
         group = hd.sr.MeasurementsAndQualitativeEvaluations(

@@ -234,3 +234,26 @@ def test_every_numeric_field_has_a_private_concept():
     assert set(NUMERIC_FIELDS) <= set(CONCEPTS)
     values = [v for v, _ in CONCEPTS.values()]
     assert len(values) == len(set(values))
+
+
+def test_building_logs_and_warns_nothing_and_survives_odd_names(tmp_path, caplog):
+    """A name highdicom would warn about (no caret, quoting it), a model path and a class name
+    read from a non-UTF-8 file system (surrogate escapes): no warning, no log line, valid text."""
+    import logging
+    import warnings
+
+    ds = build_dicom(rgb_fundus())
+    ds.PatientName = "Jane Doe Smith"
+    ds.save_as(tmp_path / "s.dcm", enforce_file_format=True)
+    source = read_source(tmp_path / "s.dcm")
+    odd = b"/models/r\xe9tine.pt".decode("utf-8", "surrogateescape")
+    row = {**ROW, "predicted": "grade\udce9", "target": "grade\udce9"}
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sr = measurement_report(source, row, frame=None, algorithm=Algorithm(odd, None, []),
+                                sanity="passed", output_key="k", instance_number=1)
+        segmentation(source)
+    assert not caught
+    assert not [r for r in caplog.records if r.name.startswith(("highdicom", "pydicom"))]
+    back = read_sr(saved(sr, tmp_path / "sr.dcm"))
+    assert back["predicted"] == "grade\ufffd"
