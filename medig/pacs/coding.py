@@ -17,9 +17,10 @@ import hashlib
 import re
 
 from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
 
 __all__ = ["CLASS_CODES", "CONCEPTS", "SCHEME", "UNITLESS", "VERDICTS", "class_code", "concept",
-           "verdict"]
+           "declare_scheme", "verdict"]
 
 SCHEME = "99MEDIG"
 
@@ -98,6 +99,16 @@ CLASS_CODES: dict[str, tuple[str, str]] = {
 
 #: UCUM's unit of a dimensionless figure.
 UNITLESS = CodedConcept("1", "UCUM", "no units")
+
+
+def declare_scheme(ds: Dataset) -> None:
+    """Name medig's private scheme in ``ds`` (SOP Common ``CodingSchemeIdentificationSequence``),
+    so that a reader of the object learns who defines its ``99MEDIG`` codes."""
+    item = Dataset()
+    item.CodingSchemeDesignator = SCHEME
+    item.CodingSchemeName = "medig Integrated Gradients audit codes"
+    item.CodingSchemeResponsibleOrganization = "medig (docs/pacs.md, Codes)"
+    ds.CodingSchemeIdentificationSequence = [item]
 
 
 def concept(key: str) -> CodedConcept:

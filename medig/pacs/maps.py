@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from medig.pacs.coding import concept
+from medig.pacs.coding import concept, declare_scheme
 from medig.pacs.objects import (
     MANUFACTURER,
     Source,
@@ -150,9 +150,11 @@ def evidence_segmentation(
     for element in seg.iterall():
         if element.keyword == "DimensionOrganizationUID":
             element.value = dimensions
+    declare_scheme(seg)
     seg.PatientOrientation = None  # no orientation of the patient is claimed (type 2C)
     if "ContributingEquipmentSequence" in seg:  # highdicom names itself, dated by the clock
         del seg.ContributingEquipmentSequence
-    _stamp(seg, created)
+    if created is not None:  # else highdicom's dates stay: the content date is type 1
+        _stamp(seg, created)
     _apply_copied(seg, source.dataset)
     return seg

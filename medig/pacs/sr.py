@@ -47,6 +47,7 @@ from medig.pacs.coding import (
     VERDICTS,
     class_code,
     concept,
+    declare_scheme,
     verdict,
 )
 from medig.pacs.objects import (
@@ -242,7 +243,9 @@ def measurement_report(
             is_final=False, is_verified=False)
     if "ContributingEquipmentSequence" in sr:  # highdicom names itself, dated by the clock
         del sr.ContributingEquipmentSequence
-    _stamp(sr, created)
+    if created is not None:  # else highdicom's dates stay: the content date is type 1
+        _stamp(sr, created)
+    declare_scheme(sr)
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
     sr.SoftwareVersions = _software_version()
     sr.ManufacturerModelName = "medig"

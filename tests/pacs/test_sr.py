@@ -191,7 +191,9 @@ def test_report_and_segmentation_pass_dciodvfy(source_path, tmp_path):
     objects = {"sr.dcm": report(read_source(source_path)),
                "sr_frame.dcm": report(read_source(MULTIFRAME), frame=0),
                "seg.dcm": segmentation(read_source(source_path)),
-               "seg_frame.dcm": segmentation(read_source(MULTIFRAME), frame=1)}
+               "seg_frame.dcm": segmentation(read_source(MULTIFRAME), frame=1),
+               "sr_undated.dcm": report(read_source(source_path), created=None),
+               "seg_undated.dcm": segmentation(read_source(source_path), created=None)}
     for name, ds in objects.items():
         assert dciodvfy_errors(saved(ds, tmp_path / name)) == [], name
 
