@@ -30,9 +30,11 @@ from typing import Any
 import pydicom
 from pydicom.uid import (
     EncapsulatedPDFStorage,
+    EnhancedSRStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
+    SegmentationStorage,
 )
 from pynetdicom import AE
 
@@ -41,6 +43,7 @@ from medig.pacs.objects import object_uid
 from medig.utils import open_regular
 
 __all__ = [
+    "CONTEXTS",
     "SENT_LOG",
     "Destination",
     "SendResult",
@@ -58,7 +61,9 @@ _log = logging.getLogger("medig")
 
 _AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no control
 _DEST_RE = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\[\]]+):(?P<port>\d+)$")
-_CONTEXTS = (SecondaryCaptureImageStorage, EncapsulatedPDFStorage)
+#: The storage SOP classes of every object medig writes (medig.pacs.export).
+CONTEXTS = (SecondaryCaptureImageStorage, EncapsulatedPDFStorage, EnhancedSRStorage,
+            SegmentationStorage)
 # C-STORE statuses that mean "stored": Success and the Warning statuses (PS3.4 B.2.3).
 _STORED = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
 
@@ -258,7 +263,7 @@ def send_objects(
 
     ae = AE(ae_title=check_aet(calling_aet, "--calling-aet"))
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = timeout_s
-    for context in _CONTEXTS:
+    for context in CONTEXTS:
         ae.add_requested_context(context, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
     def record(path: Path, uid: str, status: str, code: int | None, reason: str | None) -> None:
