@@ -125,6 +125,7 @@ def test_medig_text_the_source_set_cannot_hold_switches_the_object_to_utf8(tmp_p
     assert str(back.PatientName) == "Müller^Jürgen"
 
 
+@pytest.mark.slow
 def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, caplog, capsys):
     """Sources in every set the reader audits, two studies of plain sources and one source that
     cannot be copied: each source gets its objects and is sent, but that one (one line)."""
@@ -166,6 +167,7 @@ def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, 
     assert japanese.SpecificCharacterSet == ["", "ISO 2022 IR 87"]
 
 
+@pytest.mark.slow
 def test_dicom_out_alone_still_exits_0_when_every_set_is_copied(tmp_path):
     root = tmp_path / "in"
     root.mkdir()
