@@ -56,6 +56,7 @@ def test_balanced_shares_are_disjoint_deterministic_and_balanced():
     assert balanced_shares(weights, 1) == [list(range(10))]
 
 
+@pytest.mark.slow
 @requires_torchrun
 def test_two_process_audit_equals_one_process(tmp_path):
     folder = make_audit_folder(tmp_path / "in", n=6, seed=21)
@@ -80,6 +81,7 @@ def test_two_process_audit_equals_one_process(tmp_path):
         assert twin.read_bytes() == png.read_bytes(), png.name
 
 
+@pytest.mark.slow
 @requires_torchrun
 def test_killed_rank_then_resume_with_another_world_size(tmp_path):
     folder = make_audit_folder(tmp_path / "in", n=6, seed=22)

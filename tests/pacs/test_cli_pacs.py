@@ -236,6 +236,7 @@ def test_kill_during_sending_then_rerun_acknowledges_each_object_once(run, tmp_p
         server.stop()
 
 
+@pytest.mark.slow
 def test_real_archive_files_each_object_once(run, tmp_path):
     """Orthanc when installed (REST checks); otherwise pynetdicom's storage SCP."""
     out = tmp_path / "copy"
@@ -271,6 +272,7 @@ def test_real_archive_files_each_object_once(run, tmp_path):
         archive.stop()
 
 
+@pytest.mark.slow
 def test_names_that_row_paths_escape_still_find_their_dicom(tmp_path):
     """Row paths percent-escape '%' and '#': the export and the study ids read the file itself."""
     make_studies(tmp_path / "in", n_studies=1)

@@ -36,6 +36,7 @@ def refusing_one_patient(monkeypatch):
     monkeypatch.setattr(export, "overlay_capture", overlay_capture)
 
 
+@pytest.mark.slow
 def test_a_refused_source_costs_only_its_own_objects_and_the_rest_is_sent(
         tmp_path, refusing_one_patient, caplog, capsys):
     make_studies(tmp_path / "in", n_studies=3)
@@ -62,6 +63,7 @@ def test_a_refused_source_costs_only_its_own_objects_and_the_rest_is_sent(
     assert BAD_PATIENT not in {str(ds.PatientID) for ds in stored.values()}
 
 
+@pytest.mark.slow
 def test_a_source_that_fails_later_keeps_its_earlier_objects(tmp_path, monkeypatch, caplog):
     """Nothing already written is lost: the objects of a source that now fails stay on disk."""
     make_studies(tmp_path / "in", n_studies=2)
