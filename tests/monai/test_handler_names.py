@@ -17,7 +17,7 @@ from PIL import Image
 
 from medig.audit import read_results
 from medig.audit.store import output_name, parse_row_path
-from medig.monai import PreprocessFundusd, IntegratedGradientsHandler
+from medig.monai import IntegratedGradientsHandler, PreprocessFundusd
 from tests.monai.conftest import SIZE, asymmetric_photo
 
 NAMES = [b"caf\xff.png", "a\u2028b#1%.png".encode(), b"plain.png"]

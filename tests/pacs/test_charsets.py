@@ -129,7 +129,6 @@ def test_medig_text_the_source_set_cannot_hold_switches_the_object_to_utf8(tmp_p
     assert str(back.PatientName) == "Müller^Jürgen"
 
 
-<<<<<<< HEAD
 def test_class_names_the_source_set_cannot_hold_switch_the_report_to_utf8(tmp_path):
     """A class named in Greek, a Latin-1 source: the report is written in UTF-8 and gives the
     name back, and the patient's name stays as the source has it."""
@@ -148,9 +147,7 @@ def test_class_names_the_source_set_cannot_hold_switch_the_report_to_utf8(tmp_pa
         assert dciodvfy_errors(tmp_path / "sr.dcm") == []
 
 
-=======
 @pytest.mark.slow
->>>>>>> w2-coretests
 def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, caplog, capsys):
     """Sources in every set the reader audits, two studies of plain sources and one source that
     cannot be copied: each source gets its objects and is sent, but that one (one line)."""
