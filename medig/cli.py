@@ -59,7 +59,7 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
 
     g = p.add_argument_group("model (what it needs besides its weights: no JSON file required)")
     g.add_argument("--model", default="demo",
-                   help="demo | FILE.pt2 | FILE.ts | torchvision:ARCH | timm:ARCH | monai:NET | "
+                   help="demo | demo-shortcut | FILE.pt2 | FILE.ts | torchvision:ARCH | timm:ARCH | monai:NET | "
                         "package.module:factory (default: demo)")
     g.add_argument("--weights", help="weights for torchvision:/timm:/monai:/factory models: "
                                      ".safetensors, a state dict or a training checkpoint "

@@ -34,6 +34,7 @@ from medig.checks.agreement import (
     per_baseline_agreement,
 )
 from medig.checks.deletion import DeletionResult, deletion_curve
+from medig.checks.evidence import outside_fov_share
 from medig.checks.occlusion import OcclusionResult, occlusion_agreement
 from medig.checks.per_image import (
     CHECK_COLUMNS,
@@ -70,6 +71,7 @@ __all__ = [
     "map_similarity",
     "model_stages",
     "occlusion_agreement",
+    "outside_fov_share",
     "per_baseline_agreement",
     "randomisation_test",
     "thresholds",

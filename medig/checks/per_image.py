@@ -107,7 +107,8 @@ def image_checks(
 
 
 def image_trust_flags(explanation: Explanation, checks: dict[str, Tensor]) -> list[list[str]]:
-    """:func:`~medig.checks.verdicts.trust_flags` of every image of an explained batch."""
+    """:func:`~medig.checks.verdicts.trust_flags` of every image of an explained batch
+    (``checks`` may hold ``outside_fov_share`` too)."""
     flagged = explanation.flagged.cpu().tolist()
 
     def column(name: str) -> list[float | None]:
@@ -115,5 +116,6 @@ def image_trust_flags(explanation: Explanation, checks: dict[str, Tensor]) -> li
         return [None] * len(flagged) if values is None else [
             None if math.isnan(v) else v for v in values.tolist()]
 
-    return [trust_flags(f, a, p) for f, a, p in zip(flagged, column("baseline_agreement"),
-                                                     column("faithfulness"))]
+    return [trust_flags(f, a, p, outside_fov_share=o)
+            for f, a, p, o in zip(flagged, column("baseline_agreement"), column("faithfulness"),
+                                  column("outside_fov_share"))]

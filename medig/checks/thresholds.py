@@ -50,11 +50,24 @@ Quantiles are written 5% / 25% / median / 75% / 95%.
     weights=None, num_classes=2)`` (unseeded weights) with ImageNet normalisation folded in, on 8
     synthetic images (seed 4243) resized to 224 px; with the logit explained: 0.91 / 0.87 /
     0.84 / 0.85).
+
+``OUTSIDE_SHARE_MAX`` = 0.25
+    An image is flagged "evidence-outside-retina" when more than this share of its
+    ``|attribution|`` lies outside the field of view (``outside_fov_share``). Measured with
+    ``python bench/outside.py --n 12`` (default audit settings; min / 5% / median / 95% / max):
+    the demo model on ``examples/fundus`` (16 frames) 0.004 / 0.006 / 0.029 / 0.045 / 0.056 and
+    on 12 fresh synthetic photographs (seed 777001, 256 px) 0.006 / 0.009 / 0.023 / 0.042 /
+    0.048; on stamped photographs (seed 777002) the demo model, which ignores the stamp, 0.014 -
+    0.050. The corner-stamp model (``--model demo-shortcut``, ``bench/shortcut.py``) gives
+    0.445 - 0.518 on its stamped images and 0.043 - 0.071 on clean ones. 0.25 is 3.5 times the
+    largest clean share (about 8 times the usual one) and half the smallest stamped one: an IG
+    map on the black surround is near zero (``x - x'`` is), so a quarter of the evidence there
+    is the model reading the frame.
 """
 from __future__ import annotations
 
-__all__ = ["BASELINE_AGREEMENT_MIN", "FAITHFULNESS_MIN", "RANDOMISATION_MAX_SIMILARITY",
-           "as_dict"]
+__all__ = ["BASELINE_AGREEMENT_MIN", "FAITHFULNESS_MIN", "OUTSIDE_SHARE_MAX",
+           "RANDOMISATION_MAX_SIMILARITY", "as_dict"]
 
 #: Agreement of the baselines' maps below which an image is "baseline-dependent".
 BASELINE_AGREEMENT_MIN = 0.10
@@ -62,10 +75,14 @@ BASELINE_AGREEMENT_MIN = 0.10
 FAITHFULNESS_MIN = 0.0
 #: Median similarity at the last randomised stage below which the sanity check passes.
 RANDOMISATION_MAX_SIMILARITY = 0.70
+#: Share of ``|attribution|`` outside the field of view above which an image is
+#: "evidence-outside-retina".
+OUTSIDE_SHARE_MAX = 0.25
 
 
 def as_dict() -> dict[str, float]:
     """Every threshold by name (as recorded in ``manifest.json``)."""
     return {"baseline_agreement_min": BASELINE_AGREEMENT_MIN,
             "faithfulness_min": FAITHFULNESS_MIN,
-            "randomisation_max_similarity": RANDOMISATION_MAX_SIMILARITY}
+            "randomisation_max_similarity": RANDOMISATION_MAX_SIMILARITY,
+            "outside_share_max": OUTSIDE_SHARE_MAX}

@@ -3,7 +3,9 @@
 
 Accepted ``spec`` forms (see :func:`load_model`):
 
-- ``"demo"``: the shipped demo model (:class:`medig.models.DemoNet`, synthetic data).
+- ``"demo"``: the shipped demo model (:class:`medig.models.DemoNet`, synthetic data);
+  ``"demo-shortcut"``: a known answer that reads only a stamp in the frame's corner, outside the
+  retina (``bench/shortcut.py``), to see what the audit reports on a shortcut.
 - a ``torch.export`` program file (``.pt2``), loaded with :func:`torch.export.load`;
 - a TorchScript file (``torch.jit.save``), loaded with :func:`torch.jit.load`;
 - ``"torchvision:<arch>"``, ``"timm:<arch>"`` or ``"monai:<network>"`` plus a weights file;
@@ -59,12 +61,16 @@ from medig.models.metadata import (
 )
 from medig.utils import sha256_file
 
-__all__ = ["DEMO_WEIGHTS", "LoadedModel", "ModelArgumentError", "ModelLoadError", "load_model"]
+__all__ = ["DEMO_WEIGHTS", "SHORTCUT_WEIGHTS", "LoadedModel", "ModelArgumentError", "ModelLoadError",
+           "load_model"]
 
 logger = logging.getLogger("medig")
 
 #: The shipped demo weights; ``demo.json`` beside them holds class names, input size, mean/std.
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.pt"
+#: The shipped shortcut model (``bench/shortcut.py``), with ``demo-shortcut.json`` beside it.
+SHORTCUT_WEIGHTS = DEMO_WEIGHTS.with_name("demo-shortcut.pt")
+_DEMOS = {"demo": DEMO_WEIGHTS, "demo-shortcut": SHORTCUT_WEIGHTS}
 
 
 class LoadedModel(tuple):
@@ -216,7 +222,7 @@ def _declared_target(meta: ModelMetadata, names: list[str], spec: str) -> int | 
 
 
 def _spec_kind(spec: str) -> str:
-    if spec == "demo":
+    if spec in _DEMOS:
         return "demo"
     if Path(spec).is_file():  # before parsing "a:b": Windows paths contain colons
         return "file"
@@ -289,7 +295,7 @@ def load_model(
     Parameters
     ----------
     spec : str or path-like
-        ``"demo"``; a ``torch.export`` ``.pt2`` file; a TorchScript file; ``"torchvision:<arch>"``
+        ``"demo"`` or ``"demo-shortcut"``; a ``torch.export`` ``.pt2`` file; a TorchScript file; ``"torchvision:<arch>"``
         (built with ``weights=None``); ``"timm:<arch>"`` (``pretrained=False``; needs
         ``pip install "medig[timm]"``); ``"monai:<network>"`` (``spatial_dims=2,
         in_channels=3``); or ``"package.module:factory"`` (``factory(**model_kwargs)``). The
@@ -350,7 +356,7 @@ def load_model(
         raise ModelLoadError(f"{weights_path}: weights file not found")
     kind = _spec_kind(spec_str)
     if kind == "demo":
-        weights_path = weights_path or DEMO_WEIGHTS
+        weights_path = weights_path or _DEMOS[spec_str]
         if not weights_path.is_file():
             raise ModelLoadError(f"{weights_path}: demo weights missing; run "
                                  "examples/train_demo_model.py")

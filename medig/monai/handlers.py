@@ -246,7 +246,8 @@ class IntegratedGradientsHandler:
             mask = None if masks is None else masks[i].cpu()
             torch.save({"image": (x[i].detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8),
                         "map": maps[i], "mask": mask}, work / f"{k:07d}.pt")
-            self._sketches.append(abs_quantiles(maps[i], mask))
+            # the colour scale covers the whole frame, as in medig audit
+            self._sketches.append(abs_quantiles(maps[i], None))
         placeholder = [f"iteration-{engine.state.iteration:06d}-{int(i):03d}" for i in idx]
         self._files.extend(names)
         self._rows.extend(explanation_rows(
@@ -257,7 +258,7 @@ class IntegratedGradientsHandler:
     def _checks(self, model: Any, x: Tensor, explanation: Any,
                 masks: Tensor | None) -> list[dict[str, Any]]:
         """Per-image trust check columns and ``trust_flags`` of an explained batch."""
-        from medig.checks import image_checks, image_trust_flags
+        from medig.checks import image_checks, image_trust_flags, outside_fov_share
         from medig.checks.deletion import faithfulness_output
 
         checks = {}
@@ -265,6 +266,9 @@ class IntegratedGradientsHandler:
             with eval_mode_of(model):
                 checks = image_checks(faithfulness_output(model, self.output), x, explanation,
                                       None if masks is None else masks.to(x.device))
+        if masks is not None:
+            checks["outside_fov_share"] = outside_fov_share(
+                explanation.attributions, masks.to(explanation.attributions.device)).cpu()
         flags = image_trust_flags(explanation, checks)
         extra = []
         for i, image_flags in enumerate(flags):
@@ -309,7 +313,7 @@ class IntegratedGradientsHandler:
                   if self._sketches and self.overlay_scale == "cohort" else None)
         for k, (row, rel, f) in enumerate(zip(self._rows, paths, self._files)):
             item = torch.load(work / f"{k:07d}.pt", weights_only=True)
-            clip = cohort if cohort is not None else clip_value(item["map"], item["mask"],
+            clip = cohort if cohort is not None else clip_value(item["map"], None,
                                                                 self.percentile)
             picture = side_by_side(item["image"],
                                    overlay(item["image"], item["map"], item["mask"], clip))

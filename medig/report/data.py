@@ -178,7 +178,7 @@ RESULT_TYPES: dict[str, str] = {
                      "baseline_topk_overlap", "faithfulness", "deletion_auc",
                      "random_deletion_auc", "occlusion_agreement", "fov_fraction", "sharpness",
                      "saturated_fraction", "dark_fraction", "shadow_fraction", "mean_luminance",
-                     "edge_density", "vessel_density"), "number"),
+                     "edge_density", "vessel_density", "outside_fov_share"), "number"),
 }
 
 

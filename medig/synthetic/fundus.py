@@ -20,7 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MIN_LESION_FRACTION", "generate", "laterality", "referable"]
+__all__ = ["GEOMETRY_KEYS", "MIN_LESION_FRACTION", "generate", "geometry", "laterality",
+           "referable"]
 
 #: Label rule: an image is *referable* (label 1) iff its lesion mask covers at least this fraction
 #: of the image (16 pixels at 256 x 256). Diseased images are drawn with microaneurysms plus
@@ -553,3 +554,28 @@ def laterality(n: int, size: int = 256, seed: int = 0, p_disease: float = 0.5) -
     """
     return ["R" if float(_draw_image(_image_generator(seed, i), size, p_disease)["side"]) > 0
             else "L" for i in range(n)]
+
+
+#: What :func:`geometry` reports per image, in continuous pixel coordinates of the frame.
+GEOMETRY_KEYS = ("cx", "cy", "r", "half_height", "disc_x", "disc_y", "disc_r", "fovea_x",
+                 "fovea_y", "side")
+
+
+def geometry(n: int, size: int = 256, seed: int = 0, p_disease: float = 0.5
+             ) -> dict[str, torch.Tensor]:
+    """Where :func:`generate` drew the field of view, the optic disc and the fovea.
+
+    The same draws as ``generate(n, size, seed, p_disease)`` (nothing is rendered), so this is
+    the ground truth of anatomy detectors.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        float32 ``(n,)`` per name of :data:`GEOMETRY_KEYS`: field-of-view centre ``cx, cy`` and
+        radius ``r``; ``half_height`` of the visible band (``2 r`` when not cut); optic disc
+        centre ``disc_x, disc_y`` and radius ``disc_r``; fovea centre ``fovea_x, fovea_y``;
+        ``side`` +1 for a right eye (disc on the right of the image), -1 for a left eye.
+    """
+    draws = [_draw_image(_image_generator(seed, i), size, p_disease) for i in range(n)]
+    return {k: torch.tensor([float(d[k]) for d in draws], dtype=torch.float32)
+            for k in GEOMETRY_KEYS}

@@ -8,13 +8,16 @@ the function :func:`overlay` re-exported here).
 from __future__ import annotations
 
 from medig.visualize.overlays import (
+    BORDER_RGB,
     DEFAULT_DIM,
     DEFAULT_GAMMA,
     DEFAULT_PERCENTILE,
+    OUTSIDE_DIM,
     abs_quantiles,
     attribution_map,
     clip_value,
     cohort_clip_value,
+    fov_border,
     legend_strip,
     overlay,
     png_bytes,
@@ -23,13 +26,16 @@ from medig.visualize.overlays import (
 )
 
 __all__ = [
+    "BORDER_RGB",
     "DEFAULT_DIM",
     "DEFAULT_GAMMA",
     "DEFAULT_PERCENTILE",
+    "OUTSIDE_DIM",
     "abs_quantiles",
     "attribution_map",
     "clip_value",
     "cohort_clip_value",
+    "fov_border",
     "legend_strip",
     "overlay",
     "png_bytes",

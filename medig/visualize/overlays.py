@@ -5,7 +5,9 @@ The convention follows Sayres et al. (Ophthalmology 2019) and the IG authors' co
 summed over colour channels, clipped at a high percentile of ``|a|`` inside the field of view (FOV),
 and drawn over a dimmed greyscale fundus with **positive** attribution (evidence *for* the explained
 class) in the **green** channel and **negative** attribution (evidence *against*) in the **red**
-channel. Pixels outside the FOV are black.
+channel. Attribution outside the FOV is drawn too, over a frame dimmed further
+(:data:`OUTSIDE_DIM`), and the FOV's border is drawn as a thin blue line (:data:`BORDER_RGB`): a
+model that reads a corner stamp or the rim of the aperture shows it on its overlay.
 
 Colour mapping, per pixel, with ``g`` the dimmed grey level and ``alpha = clip(|a| / clip, 0, 1) **
 gamma``::
@@ -18,7 +20,9 @@ so zero attribution shows the plain grey fundus and ``|a| >= clip`` shows pure g
 on fundus images (microaneurysm rims, exudate edges) stays visible; perceived colour then grows roughly
 with the square root of the attribution, which should be kept in mind when comparing two spots.
 
-Scale: one clip value should be used for the **whole audit** so that the same attribution shows the
+Scale: the clip value is a percentile of ``|a|`` over the **whole frame** (pass ``fov_mask=None`` to
+:func:`clip_value` and :func:`abs_quantiles`, as the audit does), so evidence outside the FOV is on
+the same scale as evidence inside. One clip value should be used for the **whole audit** so that the same attribution shows the
 same colour on every image (Captum does not normalise across images, captum issue #1103). Because an
 audit may be split across processes, each image contributes a fixed-size quantile sketch
 (:func:`abs_quantiles`) and :func:`cohort_clip_value` pools the sketches deterministically.
@@ -40,13 +44,16 @@ from PIL import Image
 from medig.utils import atomic_path
 
 __all__ = [
+    "BORDER_RGB",
     "DEFAULT_DIM",
     "DEFAULT_GAMMA",
     "DEFAULT_PERCENTILE",
+    "OUTSIDE_DIM",
     "abs_quantiles",
     "attribution_map",
     "clip_value",
     "cohort_clip_value",
+    "fov_border",
     "legend_strip",
     "overlay",
     "png_bytes",
@@ -55,11 +62,16 @@ __all__ = [
 ]
 
 DEFAULT_PERCENTILE = 99.5
-"""Percentile of ``|a|`` inside the FOV at which the colour saturates (Sayres 2019 used 99-99.9)."""
+"""Percentile of ``|a|`` at which the colour saturates (Sayres 2019 used 99-99.9)."""
 DEFAULT_GAMMA = 0.5
 """Exponent applied to ``|a| / clip``; < 1 makes weak evidence visible."""
 DEFAULT_DIM = 0.6
 """Multiplier on the greyscale fundus so that saturated green/red stand out from bright retina."""
+OUTSIDE_DIM = 0.5
+"""Further multiplier on the grey outside the FOV: the frame stays visible, the retina stands out."""
+BORDER_RGB = (0.3, 0.5, 1.0)
+"""Colour of the FOV border: blue, a colour the attribution scale never uses."""
+_BORDER_ALPHA = 0.8
 
 ArrayLike = TypeVar("ArrayLike", torch.Tensor, np.ndarray)
 
@@ -311,7 +323,9 @@ def overlay(
     attr_map : torch.Tensor or numpy.ndarray
         ``(1, H, W)`` channel-summed attribution map (:func:`attribution_map`).
     fov_mask : torch.Tensor or numpy.ndarray or None
-        ``(1, H, W)`` boolean FOV mask; pixels outside are drawn black. ``None``: no masking.
+        ``(1, H, W)`` boolean FOV mask: outside it the grey is dimmed by :data:`OUTSIDE_DIM`
+        (attribution is drawn there as inside) and its border is drawn in :data:`BORDER_RGB`.
+        ``None``: no FOV drawn.
     clip : float
         ``|a|`` at which the colour saturates; use :func:`cohort_clip_value` for the audit-wide scale or
         :func:`clip_value` per image. ``clip <= 0`` shows no colour.
@@ -336,6 +350,9 @@ def overlay(
             f"attribution map shape {a.shape} does not match image shape {rgb.shape[1:]}"
         )
     grey = np.tensordot(_LUMA, rgb, axes=1) * dim
+    m = _as_mask(fov_mask, a.shape)
+    if m is not None:
+        grey = np.where(m, grey, grey * OUTSIDE_DIM)
     a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
     if clip > 0 and np.isfinite(clip):
         alpha = (np.clip(np.abs(a) / clip, 0.0, 1.0) ** gamma).astype(np.float32)
@@ -345,11 +362,23 @@ def overlay(
     out = np.stack([base, base, base])
     out[1] += np.where(a > 0, alpha, 0.0)
     out[0] += np.where(a < 0, alpha, 0.0)
-    m = _as_mask(fov_mask, a.shape)
     if m is not None:
-        out *= m[None]
+        edge = fov_border(m)
+        colour = np.asarray(BORDER_RGB, dtype=np.float32)[:, None]
+        out[:, edge] = (1 - _BORDER_ALPHA) * out[:, edge] + _BORDER_ALPHA * colour
     result = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     return _like(result, image)
+
+
+def fov_border(mask: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): pixels of ``mask`` with a 4-neighbour outside it (not the frame's edge).
+
+    A field of view cut by the top of the frame gets no line along the frame.
+    """
+    m = np.asarray(mask, dtype=bool)
+    p = np.pad(m, 1, mode="edge")
+    inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m & ~inner
 
 
 def side_by_side(

@@ -12,9 +12,14 @@ from tests.conftest import small_cnn
 
 
 def test_flags_follow_the_thresholds_and_skip_what_was_not_measured() -> None:
-    assert TRUST_FLAGS == ("incomplete", "baseline-dependent", "not-faithful")
+    assert TRUST_FLAGS == ("incomplete", "baseline-dependent", "not-faithful",
+                           "evidence-outside-retina")
     low = thresholds.BASELINE_AGREEMENT_MIN - 0.01
-    assert trust_flags(True, low, -0.2) == list(TRUST_FLAGS)
+    assert trust_flags(True, low, -0.2, outside_fov_share=0.9) == list(TRUST_FLAGS)
+    edge = thresholds.OUTSIDE_SHARE_MAX
+    assert trust_flags(False, outside_fov_share=edge) == []
+    assert trust_flags(False, outside_fov_share=edge + 0.01) == ["evidence-outside-retina"]
+    assert trust_flags(False, outside_fov_share=math.nan) == []
     assert trust_flags(False, thresholds.BASELINE_AGREEMENT_MIN, 0.01) == []
     assert trust_flags(False, None, thresholds.FAITHFULNESS_MIN) == ["not-faithful"]
     assert trust_flags(None, math.nan, math.nan) == []
@@ -23,9 +28,10 @@ def test_flags_follow_the_thresholds_and_skip_what_was_not_measured() -> None:
 def test_thresholds_are_recorded_and_documented() -> None:
     values = thresholds.as_dict()
     assert set(values) == {"baseline_agreement_min", "faithfulness_min",
-                           "randomisation_max_similarity"}
+                           "randomisation_max_similarity", "outside_share_max"}
     doc = thresholds.__doc__ or ""
-    for name in ("BASELINE_AGREEMENT_MIN", "FAITHFULNESS_MIN", "RANDOMISATION_MAX_SIMILARITY"):
+    for name in ("BASELINE_AGREEMENT_MIN", "FAITHFULNESS_MIN", "RANDOMISATION_MAX_SIMILARITY",
+                 "OUTSIDE_SHARE_MAX"):
         assert name in doc and "bench/trust.py" in doc
 
 

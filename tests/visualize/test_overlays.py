@@ -57,8 +57,31 @@ def test_overlay_colours_sign_grey_and_fov() -> None:
     zero = out[:, 20:30, 2:20].int()
     assert (zero[0] == zero[1]).all() and (zero[1] == zero[2]).all()
     assert 70 <= int(zero[0, 0, 0]) <= 83
-    # outside FOV: black, even where the image is bright
-    assert (out[:, :, 3 * W // 4 :] == 0).all()
+    # outside FOV: the frame is drawn, dimmed further (0.5 * 0.6 * 0.5 * 255 = 38), not black
+    outside = out[:, 20:30, 3 * W // 4 + 1 :].int()
+    assert (outside[0] == outside[1]).all() and (outside[1] == outside[2]).all()
+    assert 33 <= int(outside[0, 0, 0]) <= 43
+    # the FOV border: the last column of the FOV, in blue, from top to bottom of the frame
+    border = out[:, :, 3 * W // 4 - 1].int()
+    assert (border[2] > border[0] + 80).all() and (border[2] > border[1] + 40).all()
+    assert (out[2, :, 3 * W // 4 - 2].int() == out[0, :, 3 * W // 4 - 2].int()).all()
+
+
+def test_overlay_draws_evidence_outside_the_fov() -> None:
+    image, _, fov = _scene()
+    attr = torch.zeros(1, H, W)
+    attr[:, 2:6, 28:31] = 2.0  # a corner stamp outside the FOV
+    out = overlay(image, attr, fov, clip=2.0)
+    assert (out[1, 2:6, 28:31] == 255).all() and (out[0, 2:6, 28:31] == 0).all()
+
+
+def test_fov_border_skips_the_frame_edge() -> None:
+    from medig.visualize import fov_border
+
+    m = np.zeros((8, 8), dtype=bool)
+    m[:, :4] = True  # touches the top, bottom and left edges of the frame
+    edge = fov_border(m)
+    assert edge[:, 3].all() and not edge[:, :3].any() and not edge[:, 4:].any()
 
 
 def test_overlay_is_monotone_in_magnitude_and_handles_zero_clip() -> None:

@@ -52,8 +52,9 @@ class StoreArrays:
             image=(image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy(),
             fov=fov,
             attr_map=(amap / scale).astype(np.float16), attr_scale=np.float64(scale),
-            sketch=abs_quantiles(amap, fov).astype(np.float32),
-            clip=np.float64(clip_value(amap, fov, s.percentile)),
+            # the colour scale covers the whole frame: evidence outside the FOV is drawn too
+            sketch=abs_quantiles(amap, None).astype(np.float32),
+            clip=np.float64(clip_value(amap, None, s.percentile)),
             # where the model input was cut from the decoded frame: lesion masks are cropped
             # the same way when the localisation figures are computed (at every audit)
             box=batch.boxes[j].detach().double().cpu().numpy(),

@@ -6,15 +6,26 @@ import math
 
 from medig.audit.records import round_float
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
-from medig.checks import image_checks, trust_flags
+from medig.checks import image_checks, outside_fov_share, trust_flags
 from medig.checks.deletion import faithfulness_output
 
-__all__ = ["TrustChecks", "trust_steps"]
+__all__ = ["OutsideEvidence", "TrustChecks", "trust_steps"]
 
 
 def trust_steps(ctx: AuditContext) -> list[BatchStep]:
-    """The trust checks after ``Explain``: one step (see :class:`TrustChecks`)."""
-    return [TrustChecks(ctx)]
+    """The trust checks after ``Explain``: :class:`OutsideEvidence`, then :class:`TrustChecks`."""
+    return [OutsideEvidence(), TrustChecks(ctx)]
+
+
+class OutsideEvidence:
+    """Per image: ``outside_fov_share``, the share of ``|attribution|`` outside the field of view
+    (:func:`medig.checks.outside_fov_share`); :class:`TrustChecks` turns it into the flag
+    "evidence-outside-retina"."""
+
+    def __call__(self, batch: ImageBatch) -> None:
+        shares = outside_fov_share(batch.maps, batch.fov).cpu().tolist()
+        for fields, share in zip(batch.fields, shares):
+            fields["outside_fov_share"] = None if math.isnan(share) else round_float(share)
 
 
 class TrustChecks:
@@ -23,7 +34,7 @@ class TrustChecks:
     check's ``faithfulness``, ``deletion_auc`` and ``random_deletion_auc`` (forward passes on the
     log-odds of the explained probability); ``occlusion_agreement`` with ``--cross-check
     occlusion``; then always ``trust_flags`` ("incomplete", "baseline-dependent",
-    "not-faithful", see :func:`medig.checks.trust_flags`) from the stored, rounded figures.
+    "not-faithful", "evidence-outside-retina", see :func:`medig.checks.trust_flags`) from the stored, rounded figures.
     ``flagged`` keeps its meaning (completeness only)."""
 
     def __init__(self, ctx: AuditContext) -> None:
@@ -42,5 +53,6 @@ class TrustChecks:
                 for fields, value in zip(batch.fields, values.tolist()):
                     fields[name] = None if math.isnan(value) else round_float(value)
         for fields, incomplete in zip(batch.fields, expl.flagged.cpu().tolist()):
-            fields["trust_flags"] = trust_flags(incomplete, fields.get("baseline_agreement"),
-                                                fields.get("faithfulness"))
+            fields["trust_flags"] = trust_flags(
+                incomplete, fields.get("baseline_agreement"), fields.get("faithfulness"),
+                outside_fov_share=fields.get("outside_fov_share"))

@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Known answer: the corner-stamp model (``--model demo-shortcut``) reads only a stamp outside the
+retina. Its audit must show that evidence on the overlays and flag the stamped rows
+"evidence-outside-retina"; the demo model on the same images must not be flagged."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medig.audit import read_results
+from medig.cli import main
+from medig.synthetic import generate
+from medig.synthetic.fundus import geometry
+from medig.synthetic.shortcuts import corner_stamp, stamp_box
+
+FRAME, N = 128, 6
+COMMON = ["--no-trust-checks", "--sanity-sample", "0", "--workers", "0", "--quiet",
+          "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def stamped_folder(tmp_path_factory) -> tuple[Path, dict[str, bool]]:
+    root = tmp_path_factory.mktemp("stamped")
+    raw, _, _ = generate(N, size=FRAME, seed=606)
+    geo = geometry(N, size=FRAME, seed=606)
+    on = torch.arange(N) % 2 == 0
+    raw = corner_stamp(raw, stamp_box(geo["cx"], geo["cy"], geo["r"]), on)
+    truth = {}
+    for i in range(N):
+        name = f"img{i}.png"
+        Image.fromarray(raw[i].permute(1, 2, 0).numpy()).save(root / name)
+        truth[name] = bool(on[i])
+    return root, truth
+
+
+def _audit(folder: Path, out: Path, model: str) -> list[dict]:
+    assert main(["audit", str(folder), "--out", str(out), "--model", model, *COMMON]) == 0
+    return read_results(out / "results.jsonl")
+
+
+def test_shortcut_model_is_flagged_on_stamped_rows_only(stamped_folder, tmp_path) -> None:
+    folder, truth = stamped_folder
+    out = tmp_path / "shortcut"
+    rows = _audit(folder, out, "demo-shortcut")
+    assert len(rows) == N
+    for r in rows:
+        stamped = truth[r["path"]]
+        assert r["predicted"] == ("stamp" if stamped else "no stamp")
+        assert ("evidence-outside-retina" in r["trust_flags"]) == stamped, r
+        assert (r["outside_fov_share"] > 0.25) == stamped
+        if stamped:  # the overlay (right panel) shows the stamp's evidence in its corner
+            panel = np.asarray(Image.open(out / r["overlay"]).convert("RGB")).astype(int)
+            w = (panel.shape[1] - 8) // 2
+            over = panel[:, w + 8:]
+            corner = over[: w // 6, -w // 6:]
+            colour = np.abs(corner[..., 1] - corner[..., 0]).max()
+            assert colour > 100  # saturated green or red, not the black of "not analysed"
+
+
+def test_demo_model_is_not_flagged_on_the_same_images(stamped_folder, tmp_path) -> None:
+    folder, _ = stamped_folder
+    rows = _audit(folder, tmp_path / "demo", "demo")
+    assert all("evidence-outside-retina" not in r["trust_flags"] for r in rows)
+    assert max(r["outside_fov_share"] for r in rows) < 0.25
