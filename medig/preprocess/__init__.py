@@ -8,6 +8,7 @@ Coordinates (circles, boxes) are continuous pixel coordinates, see :mod:`medig.p
 """
 from __future__ import annotations
 
+from medig.preprocess.anatomy import REGIONS, Anatomy, find_anatomy
 from medig.preprocess.crop import crop_boxes, crop_to_fov, fov_boxes
 from medig.preprocess.field_of_view import FOV_SHAPES, FieldOfView, circle_mask
 from medig.preprocess.fov_detection import detect_fov, detect_fov_circles, fov_circles, fov_mask
@@ -20,7 +21,9 @@ __all__ = [
     "FOV_SHAPES",
     "QUALITY_FIELDS",
     "QUALITY_LEVELS",
+    "REGIONS",
     "THRESHOLDS",
+    "Anatomy",
     "FieldOfView",
     "FundusPreprocess",
     "QualityResult",
@@ -31,6 +34,7 @@ __all__ = [
     "crop_to_fov",
     "detect_fov",
     "detect_fov_circles",
+    "find_anatomy",
     "fov_boxes",
     "fov_circles",
     "fov_mask",
