@@ -50,6 +50,7 @@ RESULT_FIELDS += (  # trust checks
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
     "random_deletion_auc", "occlusion_agreement", "trust_flags",
     "outside_fov_share",  # share of |attribution| outside the field of view
+    "region_evidence", "top_regions",  # what the evidence lies on (medig.checks.regions)
 )
 RESULT_FIELDS += (  # image quality (medig.preprocess.QUALITY_FIELDS)
     "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",

@@ -119,7 +119,7 @@ MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
     "machine": (dict,),
     "cohort_clip": (int, float, _NONE), "counts": (dict,), "ranks": (list,),
     "target": (dict,), "model_metadata": (dict,), "quality": (dict,), "trust_checks": (dict,),
-    "completeness_rule": (str,),
+    "completeness_rule": (str,), "findings": (list,),
 }
 #: The counts of a complete audit's rows (see :func:`manifest_counts`).
 COUNT_NAMES = ("total", "ok", "error", "flagged")
@@ -164,7 +164,8 @@ def check_manifest(data: Any) -> tuple[dict[str, Any] | None, list[str]]:
 
 #: The JSON type of each result field (``results.jsonl``, written by ``medig audit`` and the
 #: MONAI handler), which may also be null: ``str``, ``int``, ``number`` (finite), ``bool``,
-#: ``probabilities`` (class name -> number) or ``strings`` (a list of text).
+#: ``probabilities`` (class name -> number), ``strings`` (a list of text), ``regions`` (region ->
+#: shares) or ``region_list`` (evidence regions: share, where, on).
 RESULT_TYPES: dict[str, str] = {
     **dict.fromkeys(("path", "sha256", "status", "error", "predicted", "target", "overlay",
                      "laterality", "study", "study_source", "laterality_source", "quality",
@@ -172,6 +173,8 @@ RESULT_TYPES: dict[str, str] = {
     **dict.fromkeys(("predicted_index", "target_index", "n_steps"), "int"),
     **dict.fromkeys(("flagged", "pointing_hit"), "bool"),
     "probabilities": "probabilities",
+    "region_evidence": "regions",
+    "top_regions": "region_list",
     **dict.fromkeys(("target_members", "trust_flags", "quality_reasons"), "strings"),
     **dict.fromkeys(("score", "baseline_score", "delta", "relative_error", "mask_mass_fraction",
                      "mask_area_fraction", "abs_tol", "baseline_agreement",
@@ -194,6 +197,13 @@ _CHECKS = {
     "probabilities": lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and _number(p) for k, p in v.items()),
     "strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "regions": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(p, dict)
+        and all(x is None or _number(x) for x in p.values()) for k, p in v.items()),
+    "region_list": lambda v: isinstance(v, list) and all(
+        isinstance(t, dict) and _number(t.get("share")) and isinstance(t.get("on"), str)
+        and isinstance(t.get("where"), list) and len(t["where"]) == 4
+        and all(_number(x) for x in t["where"]) for t in v),
 }
 
 

@@ -4,6 +4,7 @@ retina. Its audit must show that evidence on the overlays and flag the stamped r
 "evidence-outside-retina"; the demo model on the same images must not be flagged."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from medig.audit import read_results
 from medig.cli import main
 from medig.synthetic import generate
 from medig.synthetic.fundus import geometry
-from medig.synthetic.shortcuts import corner_stamp, stamp_box
+from medig.synthetic.shortcuts import STAMP_BOX, corner_stamp, stamp_box
 
 FRAME, N = 128, 6
 COMMON = ["--no-trust-checks", "--sanity-sample", "0", "--workers", "0", "--quiet",
@@ -61,8 +62,30 @@ def test_shortcut_model_is_flagged_on_stamped_rows_only(stamped_folder, tmp_path
             assert colour > 100  # saturated green or red, not the black of "not analysed"
 
 
+    # the cohort finding: outside the retina, its box on the stamp (in model-input fractions: the
+    # crop puts the FOV circle's centre at 0.5 and its radius at 1 / (2 * 1.03))
+    findings = json.loads((out / "manifest.json").read_text())["findings"]
+    assert [f["kind"] for f in findings] == ["outside-retina"]
+    f = findings[0]
+    assert f["images"] == sum(truth.values()) and set(f["examples"]) <= {
+        k for k, v in truth.items() if v}
+    x0, y0, x1, y1 = (0.5 + v / 2.06 for v in STAMP_BOX)
+    wx0, wy0, wx1, wy1 = f["where"]
+    assert wx0 <= (x0 + x1) / 2 <= wx1 and wy0 <= (y0 + y1) / 2 <= wy1
+    assert (wx1 - wx0) * (wy1 - wy0) < 0.05  # a box on the stamp, not the frame
+    stamped = [r for r in rows if truth[r["path"]]]
+    assert all(r["top_regions"][0]["on"] == "frame_corners" for r in stamped)
+    assert all(r["region_evidence"]["frame_corners"]["pos"] > 0.4 for r in stamped)
+
+
 def test_demo_model_is_not_flagged_on_the_same_images(stamped_folder, tmp_path) -> None:
     folder, _ = stamped_folder
-    rows = _audit(folder, tmp_path / "demo", "demo")
+    out = tmp_path / "demo"
+    rows = _audit(folder, out, "demo")
     assert all("evidence-outside-retina" not in r["trust_flags"] for r in rows)
     assert max(r["outside_fov_share"] for r in rows) < 0.25
+    assert json.loads((out / "manifest.json").read_text())["findings"] == []
+    for r in rows:  # the region table adds up
+        ev = r["region_evidence"]
+        assert abs(sum(v["area"] for v in ev.values()) - 1) < 1e-3
+        assert abs(sum(v["pos"] for v in ev.values()) - 1) < 1e-3

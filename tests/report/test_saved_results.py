@@ -108,7 +108,7 @@ def test_values_of_the_wrong_type_are_shown_as_not_recorded(tmp_path):
     assert set(RESULT_TYPES) == set(RESULT_FIELDS)  # every column the audit writes has a type
 
     wrong = {"str": [1], "int": 2.5, "number": "x", "bool": "yes", "probabilities": [0.5],
-             "strings": 5}
+             "strings": 5, "regions": {"retina": 0.5}, "region_list": [{"share": 0.5}]}
     fields = [f for f in RESULT_TYPES if f not in ("path", "status")]
     clean = [make_row(f"eye_{i:02d}.png", study=f"{i:016x}") for i in range(len(fields))]
     out = write_audit(tmp_path / "audit", clean)

@@ -27,10 +27,12 @@ from medig.audit.steps.arrays import NameAttributions, StoreArrays
 from medig.audit.steps.batch import AuditContext, BatchStep, ImageBatch
 from medig.audit.steps.completeness import RecordCompletenessRule
 from medig.audit.steps.explain import Explain
+from medig.audit.steps.findings import Findings
 from medig.audit.steps.localisation import Localise
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Laterality, Preprocess
 from medig.audit.steps.quality import Quality, QualitySummary
+from medig.audit.steps.regions import RegionEvidence
 from medig.audit.steps.sanity import SanityCheck
 from medig.audit.steps.study import IdentifyRows, StudyIdentity
 from medig.audit.steps.study_pages import StudyPages
@@ -49,6 +51,7 @@ def batch_steps(ctx: AuditContext) -> list[BatchStep]:
         Quality(ctx),  # gradeable / ungradeable / not fundus; --quality skip drops the latter two
         Predict(ctx),
         Explain(ctx),
+        RegionEvidence(),  # anatomy, and the share of evidence on each region
         *trust_steps(ctx),  # per-image trust checks and flags
         StoreArrays(ctx),
     ]
@@ -68,6 +71,7 @@ def audit_steps(settings: AuditSettings, extra: Sequence[AuditStep] = (),
         Localise(),  # lesion-mask figures from the stored maps and today's masks
         NameAttributions(),  # --save-attributions files for names that share stored work
         SanityCheck(),  # model-randomisation check on a sample; records the trust thresholds
+        Findings(),  # what the model relies on across the cohort (outside-retina, ...)
     ]
     if settings.quality != "off":
         before.append(QualitySummary())  # gradeable / ungradeable / not-fundus counts
