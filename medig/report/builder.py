@@ -14,6 +14,7 @@ from reportlab.platypus import Flowable, SimpleDocTemplate
 
 import medig.report.images as images
 import medig.report.quality as quality
+import medig.report.reliance as reliance
 import medig.report.sections as sections
 import medig.report.targets as targets
 import medig.report.trust as trust
@@ -38,6 +39,7 @@ SECTION_BUILDERS: dict[str, Callable[[ReportContext], list[Flowable]]] = {
     "target": targets.target_section,  # what the colours mean
     "trust": trust.trust,
     "quality": quality.quality,
+    "reliance": reliance.reliance,  # what the model relies on
 }
 
 

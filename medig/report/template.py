@@ -53,6 +53,7 @@ SECTIONS = (
     "target",  # what the colours mean (the explained class or group)
     "trust",
     "quality",
+    "reliance",  # what the model relies on: findings and the region chart
 )
 """Section names a template's ``[report].sections`` may list."""
 

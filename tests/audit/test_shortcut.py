@@ -43,7 +43,24 @@ def _audit(folder: Path, out: Path, model: str) -> list[dict]:
     return read_results(out / "results.jsonl")
 
 
-def test_shortcut_model_is_flagged_on_stamped_rows_only(stamped_folder, tmp_path) -> None:
+REPO_TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "report.toml"
+
+
+def _report_text(out: Path, monkeypatch) -> str:
+    """The cover pages of the report built with this checkout's template (the installed
+    ``medig.templates`` may be another checkout's)."""
+    from pypdf import PdfReader
+
+    import medig.report.template as template
+    from medig.report import build_report
+
+    monkeypatch.setattr(template, "default_template_path", lambda: REPO_TEMPLATE)
+    pdf = build_report(out)
+    return " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(pdf).pages[:3])
+
+
+def test_shortcut_model_is_flagged_on_stamped_rows_only(stamped_folder, tmp_path,
+                                                        monkeypatch) -> None:
     folder, truth = stamped_folder
     out = tmp_path / "shortcut"
     rows = _audit(folder, out, "demo-shortcut")
@@ -76,9 +93,13 @@ def test_shortcut_model_is_flagged_on_stamped_rows_only(stamped_folder, tmp_path
     stamped = [r for r in rows if truth[r["path"]]]
     assert all(r["top_regions"][0]["on"] == "frame_corners" for r in stamped)
     assert all(r["region_evidence"]["frame_corners"]["pos"] > 0.4 for r in stamped)
+    text = _report_text(out, monkeypatch)
+    assert "What does the model rely on?" in text
+    assert "Evidence outside the retina: in 3 of 6 images" in text and "top right" in text
 
 
-def test_demo_model_is_not_flagged_on_the_same_images(stamped_folder, tmp_path) -> None:
+def test_demo_model_is_not_flagged_on_the_same_images(stamped_folder, tmp_path,
+                                                     monkeypatch) -> None:
     folder, _ = stamped_folder
     out = tmp_path / "demo"
     rows = _audit(folder, out, "demo")
@@ -89,3 +110,5 @@ def test_demo_model_is_not_flagged_on_the_same_images(stamped_folder, tmp_path) 
         ev = r["region_evidence"]
         assert abs(sum(v["area"] for v in ev.values()) - 1) < 1e-3
         assert abs(sum(v["pos"] for v in ev.values()) - 1) < 1e-3
+    text = _report_text(out, monkeypatch)
+    assert "What does the model rely on?" in text and "No shortcut found" in text
