@@ -15,7 +15,7 @@ def test_batch_steps_in_order(tmp_path) -> None:
     # that may drop an image has run.
     assert _names(batch_steps(make_context(tmp_path / "out"))) == [
         "Preprocess", "Laterality", "StudyIdentity", "Quality", "Predict", "Explain",
-        "TrustChecks", "StoreArrays"]
+        "RegionEvidence", "OutsideEvidence", "TrustChecks", "StoreArrays"]
 
 
 def test_audit_steps_before_and_after_the_report() -> None:
@@ -25,7 +25,8 @@ def test_audit_steps_before_and_after_the_report() -> None:
     extra = Extra()
     before, after = audit_steps(settings(), [extra])
     assert _names(before) == ["RecordTarget", "RecordCompletenessRule", "IdentifyRows",
-                              "Localise", "NameAttributions", "SanityCheck", "QualitySummary"]
+                              "Localise", "NameAttributions", "SanityCheck", "Findings",
+                              "QualitySummary"]
     assert _names(after) == ["StudyPages", "Extra"] and after[-1] is extra
     # without the quality gate there are no verdicts to count
     before, after = audit_steps(settings(quality="off"))

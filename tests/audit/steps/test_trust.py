@@ -12,7 +12,7 @@ from torch import nn
 from medig.audit.steps.explain import Explain
 from medig.audit.steps.predict import Predict
 from medig.audit.steps.preprocess import Preprocess
-from medig.audit.steps.trust import TrustChecks, trust_steps
+from medig.audit.steps.trust import OutsideEvidence, TrustChecks, trust_steps
 from medig.checks import image_checks, trust_flags
 from medig.checks.deletion import faithfulness_output
 from tests.audit.steps.kit import make_batch, make_context, settings
@@ -38,7 +38,7 @@ def _six_digits(value: float) -> bool:
 @pytest.mark.parametrize("output", ["probability", "logit"])
 def test_columns_are_those_of_image_checks(tmp_path, output) -> None:
     ctx, batch = _explained(tmp_path, output=output, cross_check=("occlusion",))
-    assert [type(s) for s in trust_steps(ctx)] == [TrustChecks]
+    assert [type(s) for s in trust_steps(ctx)] == [OutsideEvidence, TrustChecks]
     TrustChecks(ctx)(batch)
     expected = image_checks(faithfulness_output(make_tiny(), output), batch.images,
                             batch.explanation, batch.fov, occlusion=True)
@@ -87,3 +87,18 @@ def test_a_figure_that_cannot_be_measured_is_none_and_raises_no_flag(tmp_path) -
         assert fields["faithfulness"] is None  # NaN is not JSON: None
         assert "not-faithful" not in fields["trust_flags"]
 
+
+
+def test_outside_evidence_is_the_share_outside_the_fov_and_flags(tmp_path) -> None:
+    from medig.checks import outside_fov_share, thresholds
+
+    ctx, batch = _explained(tmp_path)
+    OutsideEvidence()(batch)
+    expected = outside_fov_share(batch.maps, batch.fov).tolist()
+    for fields, value in zip(batch.fields, expected):
+        assert fields["outside_fov_share"] == pytest.approx(value, rel=1e-5)
+    batch.fields[0]["outside_fov_share"] = thresholds.OUTSIDE_SHARE_MAX + 0.1  # as a stamp
+    TrustChecks(ctx)(batch)
+    assert "evidence-outside-retina" in batch.fields[0]["trust_flags"]
+    assert all("evidence-outside-retina" not in f["trust_flags"] for f in batch.fields[1:]
+               if f["outside_fov_share"] <= thresholds.OUTSIDE_SHARE_MAX)
