@@ -66,3 +66,24 @@ def test_demo_model_accuracy_on_fresh_images(demo):
     assert 16 < int(labels.sum()) < 48
     accuracy = float((pred == labels).float().mean())
     assert accuracy >= 0.9, accuracy
+
+
+def test_shortcut_model_is_shipped_small_and_reads_the_stamp():
+    from medig.models.loading import SHORTCUT_WEIGHTS
+    from medig.preprocess import FundusPreprocess
+    from medig.synthetic import generate, geometry
+    from medig.synthetic.shortcuts import corner_stamp, stamp_box
+
+    assert SHORTCUT_WEIGHTS.stat().st_size < 200 * 1024
+    state = torch.load(SHORTCUT_WEIGHTS, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    loaded = load_model("demo-shortcut")
+    model, classes = loaded
+    assert classes == ["no stamp", "stamp"] and loaded.input_size == 64
+    raw, _, _ = generate(8, size=128, seed=FRESH_SEED)
+    geo = geometry(8, size=128, seed=FRESH_SEED)
+    on = torch.arange(8) % 2 == 1
+    x, _ = FundusPreprocess(size=64)(corner_stamp(raw, stamp_box(geo["cx"], geo["cy"],
+                                                                 geo["r"]), on))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x).argmax(1), on.long())
