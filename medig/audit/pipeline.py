@@ -123,7 +123,7 @@ def _clear_previous_audit(out_dir: Path) -> None:
     """Remove a forced-over audit's work and images, so nothing stale mixes with the new one."""
     import shutil
 
-    for name in ("overlays", "attributions"):
+    for name in ("overlays", "attributions", "report_files/baselines"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     work = out_dir / ".medig"
     for entry in work.iterdir() if work.is_dir() else ():

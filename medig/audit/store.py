@@ -228,6 +228,8 @@ _FRAME_STATUSES = ("ok", "skipped", "error")
 _ARRAYS: dict[str, tuple[str, int]] = {
     "image": ("u", 3), "fov": ("b", 3), "attr_map": ("f", 3), "attr_scale": ("f", 0),
     "sketch": ("f", 1), "clip": ("f", 0),
+    # only when the audit averaged several baselines: each one's own map, scale and name
+    "baseline_maps": ("f", 3), "baseline_scales": ("f", 1), "baseline_names": ("U", 1),
 }
 _OWNER = "owner"  # the array naming the key and frame an arrays file belongs to
 _WARN_AT_MOST = 20  # individual warnings per store; then one line says that more are not listed
@@ -395,8 +397,10 @@ class WorkStore:
         np.savez_compressed(buffer, **arrays, **{_OWNER: np.array(f"{key}-{frame}")})
         atomic_write(self.array_path(key, frame), buffer.getvalue())
 
-    def load_arrays(self, key: str, frame: int, *names: str) -> dict[str, np.ndarray] | None:
-        """Arrays ``names`` (default: all) of frame ``frame`` of ``key``'s work.
+    def load_arrays(self, key: str, frame: int, *names: str,
+                    optional: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """Arrays ``names`` (default: all) of frame ``frame`` of ``key``'s work, and those of
+        ``optional`` that it holds (work stored by an older medig may lack them).
 
         None, with a warning and ``key`` added to :attr:`damaged`, when the file is missing,
         unreadable (truncated, bit-flipped: zip checks every member's CRC as it is read), lacks
@@ -407,6 +411,7 @@ class WorkStore:
             with open_regular(path) as fh, np.load(fh, allow_pickle=False) as data:
                 owner = str(data[_OWNER]) if _OWNER in data.files else None
                 arrays = {n: data[n] for n in (names or [f for f in data.files if f != _OWNER])}
+                arrays.update({n: data[n] for n in optional if n in data.files})
         except Exception as error:  # noqa: BLE001 - any bytes reach np.load: zip, zlib, npy errors
             problem = "missing" if isinstance(error, FileNotFoundError) else (
                 f"unreadable ({type(error).__name__})")
