@@ -251,7 +251,30 @@ def test_a_single_baseline_audit_shows_no_toggle(tmp_path_factory, driver):
     _wait(driver, "var i = document.querySelector('#viewer img.over');"
                   "return i && i.complete && i.naturalWidth")
     assert driver.find_elements(By.CSS_SELECTOR, "#viewer [role=group], #viewer button.view") == []
-    assert "baseline" not in driver.find_element(By.ID, "viewer").text
+    assert "averaged over the baselines" not in driver.find_element(By.ID, "viewer").text
+    assert browser_kit.console_errors(driver) == []
+
+
+def test_an_image_without_stored_baseline_maps_shows_no_toggle(audited, driver, tmp_path):
+    """Work stored by an older medig has no per-baseline maps, so no per-baseline overlays."""
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "copy"
+    shutil.copytree(audited, out)
+    first, second = [r for r in read_results(out / "results.jsonl") if r["status"] == "ok"][:2]
+    old, new = first["path"], second["path"]
+    for baseline in ("black", "blur"):
+        (out / "report_files" / "baselines" / baseline / first["overlay"][len("overlays/"):]
+         ).unlink()
+    assert main(["report", str(out)]) == 0
+    _open(driver, out)
+    for path, toggle in ((old, False), (new, True), (old, False)):
+        driver.execute_script("document.querySelector('#tbody [data-path=\"' + "
+                              "CSS.escape(arguments[0]) + '\"]').click()", path)
+        assert bool(driver.find_elements(By.CSS_SELECTOR, "#viewer [role=group]")) is toggle
+        _wait(driver, "var i = document.querySelector('#viewer img.over');"
+                      "return i && i.complete && i.naturalWidth")
+    assert "per-baseline maps were not stored" in driver.find_element(By.ID, "viewer").text
     assert browser_kit.console_errors(driver) == []
 
 
