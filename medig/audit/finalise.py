@@ -211,9 +211,12 @@ def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
         # "absent": the stored work has no per-baseline maps (an older medig stored it); checked
         # again only when that work is stored anew (its file's time changes)
         absent = [*stamp, "absent", _stored_at(store, key, frame)] if own else None
-        stale = [p for p in [rel_png, *own]
-                 if not (drawn.get(p) == stamp and (out_dir / p).is_file())
-                 and not (p != rel_png and drawn.get(p) == absent)]
+
+        def current(p: str, stamp: list[Any] = stamp, absent: Any = absent) -> bool:
+            return (drawn.get(p) == stamp and (out_dir / p).is_file()
+                    or absent is not None and drawn.get(p) == absent)
+
+        stale = [p for p in [rel_png, *own] if not current(p)]
         lacking = False
         if stale:
             wanted = [p for p in own if p in stale]
@@ -360,8 +363,9 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
     rows = _final_rows(items, records, sha_of)
     audit = FinishedAudit(out_dir, plan, items, rows, store, key_of, model,
                           torch.device(device))
-    if baseline_folders(settings):  # where the browser finds each baseline's own overlays
-        audit.manifest["baseline_overlays"] = baseline_folders(settings)
+    folders = baseline_folders(settings)
+    if folders:  # where the browser finds each baseline's own overlays
+        audit.manifest["baseline_overlays"] = folders
     before, after = steps
     for step in before:
         step(audit)
