@@ -13,6 +13,7 @@ output folder, plan, open it, schedule the batches, compute them, finalise.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -125,6 +126,8 @@ def _clear_previous_audit(out_dir: Path) -> None:
 
     for name in ("overlays", "attributions", "report_files/baselines"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
+    with contextlib.suppress(OSError):  # kept if anything else is in it
+        (out_dir / "report_files").rmdir()
     work = out_dir / ".medig"
     for entry in work.iterdir() if work.is_dir() else ():
         if entry.is_dir():

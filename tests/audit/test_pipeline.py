@@ -106,7 +106,8 @@ def test_other_numeric_settings_are_refused_unless_forced(tmp_path) -> None:
 
 def test_a_forced_audit_clears_the_previous_work_but_not_its_lock(tmp_path) -> None:
     out = tmp_path / "out"
-    for name in ("overlays/a.png", "attributions/a.png.npz", ".medig/records/k.json",
+    for name in ("overlays/a.png", "attributions/a.png.npz", "report_files/baselines/b/a.png",
+                 ".medig/records/k.json",
                  ".medig/arrays/k-0.npz", ".medig/overlays.json", ".medig/lock"):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("x")

@@ -173,8 +173,10 @@ def test_damaged_overlay_stamps_redraw_the_overlays(copy, caplog, content):
     assert (out / "results.jsonl").read_bytes() == (ref / "results.jsonl").read_bytes()
     for png in ("a.jpg.png", "b.png.png", "c.tif.png"):
         assert (out / "overlays" / png).read_bytes() == (ref / "overlays" / png).read_bytes()
+    names = ("a.jpg.png", "b.png.png", "c.tif.png")
     assert json.loads((out / ".medig" / "overlays.json").read_text()).keys() == {
-        "overlays/a.jpg.png", "overlays/b.png.png", "overlays/c.tif.png"}
+        f"{d}/{png}" for png in names  # each baseline's own overlays are stamped too
+        for d in ("overlays", "report_files/baselines/black", "report_files/baselines/blur")}
     assert len(_medig_warnings(caplog)) <= 1
     assert all(r.exc_info is None for r in caplog.records)
 
