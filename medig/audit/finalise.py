@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
 from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
 from medig.report import build_report
+from medig.report.rows import ResultRow
 from medig.utils import atomic_write
 from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
@@ -54,7 +55,7 @@ class AuditSummary:
     seconds: float = 0.0
     mean_steps: float | None = None
     report: Path | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class FinishedAudit:
     out_dir: Path
     plan: AuditPlan
     items: Sequence[AuditInput]
-    rows: list[dict[str, Any]]  # final result rows, in output order
+    rows: list[ResultRow]  # final result rows, in output order
     store: WorkStore
     key_of: dict[str, str]  # record key of each input, by relative path
     model: nn.Module | None  # the classifier on ``device`` (None when only reports are rebuilt)
@@ -185,8 +186,8 @@ def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[Au
 
 
 def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] | None],
-                sha_of: dict[str, str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+                sha_of: dict[str, str]) -> list[ResultRow]:
+    rows: list[ResultRow] = []
     for it in items:
         record = records[it.rel]
         if record is None:
@@ -198,9 +199,10 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
             continue
         for frame_row in record["frames"]:
             name, rel_png = _frame_name(it, frame_row)
-            row = {k: v for k, v in frame_row.items() if k != "frame"}
-            row.update(path=name, sha256=sha_of[it.rel],
-                       overlay=rel_png if row.get("status", "ok") == "ok" else None)
+            # A stored frame row is a result row (JSON in the work store) and its frame index.
+            row = cast(ResultRow, {k: v for k, v in frame_row.items() if k != "frame"})
+            row.update({"path": name, "sha256": sha_of[it.rel],
+                        "overlay": rel_png if row.get("status", "ok") == "ok" else None})
             rows.append(row)
     return rows
 

@@ -27,7 +27,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -44,6 +43,7 @@ from medig.pacs.objects import Source, object_uid, overlay_capture, read_source,
 from medig.report.images import row_overlay
 from medig.report.layout import fill, format_percent
 from medig.report.per_study import STUDIES_FOLDER, audit_time, study_page_id
+from medig.report.rows import ResultRow
 from medig.report.template import Template, load_template
 from medig.utils import atomic_write
 
@@ -120,17 +120,17 @@ def _failed(result: ExportResult, line: str) -> None:
     result.failed.append(line)
 
 
-def _caption(template: Template, row: dict[str, Any]) -> list[str]:
+def _caption(template: Template, row: ResultRow) -> list[str]:
     st = template["study"]
     predicted = row.get("predicted")
-    prob = (row.get("probabilities") or {}).get(predicted)
+    prob = None if predicted is None else (row.get("probabilities") or {}).get(predicted)
     values = {"target": row.get("target"), "predicted": predicted,
               "probability": format_percent(prob, 1),
               "flag": st["dicom_flagged"] if row.get("flagged") is True else ""}
     return [" ".join(fill(line, values).split()) for line in st["dicom_caption"]]
 
 
-def _derivation(audit: FinishedAudit, row: dict[str, Any]) -> str:
+def _derivation(audit: FinishedAudit, row: ResultRow) -> str:
     s = audit.settings
     import medig
 

@@ -9,7 +9,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from medig.report.rows import ResultRow
 
 __all__ = ["AuditData", "ErrorBin", "load_audit", "relative_error_bins", "tolerance_of"]
 
@@ -24,7 +26,7 @@ class AuditData:
 
     Attributes
     ----------
-    rows : list of dict
+    rows : list of ResultRow
         One per input image/frame, sorted by ``path``; when a path occurs more than once (a resumed
         audit appending a retry) the last row wins.
     manifest : dict
@@ -35,26 +37,26 @@ class AuditData:
         Problems found while reading, printed in the report.
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     manifest: dict[str, Any]
     bad_lines: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> list[dict[str, Any]]:
+    def ok(self) -> list[ResultRow]:
         return [r for r in self.rows if r.get("status") == "ok"]
 
     @property
-    def errors(self) -> list[dict[str, Any]]:
+    def errors(self) -> list[ResultRow]:
         return [r for r in self.rows if r.get("status") not in ("ok", "skipped")]
 
     @property
-    def skipped(self) -> list[dict[str, Any]]:
+    def skipped(self) -> list[ResultRow]:
         """Rows not explained by choice (``--quality skip``): neither explained nor errors."""
         return [r for r in self.rows if r.get("status") == "skipped"]
 
     @property
-    def flagged(self) -> list[dict[str, Any]]:
+    def flagged(self) -> list[ResultRow]:
         return [r for r in self.ok if r.get("flagged") is True]
 
     @property
@@ -124,7 +126,7 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
     if not results.is_file():
         raise FileNotFoundError(f"{results} not found: run `medig audit` first")
     notes: list[str] = []
-    by_path: dict[str, dict[str, Any]] = {}
+    by_path: dict[str, ResultRow] = {}
     bad = 0
     with open(results, encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -138,7 +140,7 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
             if not isinstance(row, dict) or not isinstance(row.get("path"), str):
                 bad += 1
                 continue
-            by_path[row["path"]] = row
+            by_path[row["path"]] = cast(ResultRow, row)  # as written: not checked field by field
     if bad:
         notes.append(
             f"{bad} line(s) of results.jsonl could not be parsed and are not in this report."
