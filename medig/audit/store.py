@@ -219,7 +219,8 @@ class WorkStore:
 
     def save_arrays(self, key: str, frame: int, **arrays: np.ndarray) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        members: dict[str, Any] = arrays  # numpy's stub would let **kwds fill allow_pickle
+        np.savez_compressed(buffer, **members)
         atomic_write(self.array_path(key, frame), buffer.getvalue())
 
     def load_arrays(self, key: str, frame: int, *names: str) -> dict[str, np.ndarray]:

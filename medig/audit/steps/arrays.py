@@ -37,12 +37,15 @@ class StoreArrays:
         self.ctx = ctx
 
     def __call__(self, batch: ImageBatch) -> None:
+        assert batch.explanation is not None  # Explain ran
         attributions = batch.explanation.attributions
         for j in range(len(batch)):
             self._store(batch, j, attributions[j])
 
     def _store(self, batch: ImageBatch, j: int, attributions: Tensor) -> None:
         s = self.ctx.settings
+        assert (batch.maps is not None and batch.fov is not None and batch.images is not None
+                and batch.boxes is not None)  # Preprocess and Explain ran
         amap = batch.maps[j].detach().float().cpu().numpy()
         scale = float(np.abs(amap).max()) or 1.0
         fov = batch.fov[j].cpu().numpy()
