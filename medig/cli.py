@@ -161,7 +161,8 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _report_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="rebuild report.pdf from an audit folder (no model needed)")
+    p = sub.add_parser("report", help="rebuild report.pdf and report.html from an audit folder (no model "
+                       "needed)")
     p.add_argument("out", metavar="DIR", help="an audit output folder")
     p.add_argument("--template", help="report template (TOML)")
     p.add_argument("--include-phi", action="store_true",
@@ -274,17 +275,23 @@ def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medig.report import TemplateError, build_report
+    from medig.report.data import ResultsMismatchError
+    from medig.report.html import build_html
 
     if not (Path(args.out) / "results.jsonl").is_file():
         _error(f"{args.out}: no results.jsonl here; run 'medig audit' first")
         return EXIT_USAGE
     try:
         path = build_report(args.out, template=args.template, include_phi=args.include_phi)
+        html = build_html(args.out, template=args.template, include_phi=args.include_phi)
         if args.per_study:
             from medig.report.per_study import build_study_pages
 
             pages = build_study_pages(args.out, template=args.template)
             print(f"study pages: {len(pages)} in {Path(args.out) / 'studies'}")
+    except ResultsMismatchError as error:  # a cut or edited results.jsonl: no report from it
+        _error(str(error))
+        return EXIT_USAGE
     except TemplateError as error:  # a bad --template is a usage error, as for medig audit
         _error(f"--template: {error}")
         return EXIT_USAGE
@@ -292,6 +299,7 @@ def _run_report(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_FAILED
     print(f"report: {path}")
+    print(f"browser: {html}")
     return EXIT_OK
 
 

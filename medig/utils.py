@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Small file helpers shared by the whole package: atomic writes and file hashing."""
+"""Small file helpers shared by the whole package: atomic writes, reading back what was written,
+and file hashing."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import stat
@@ -11,10 +13,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["NAME_MAX", "OPEN_FLAGS", "NotRegularFileError", "atomic_path", "atomic_write", "open_regular",
-           "remove_stale_temporaries", "sha256_file"]
+__all__ = ["MAX_STATE_BYTES", "NAME_MAX", "OPEN_FLAGS", "NotRegularFileError", "atomic_path",
+           "atomic_write", "open_regular", "read_json_file", "remove_stale_temporaries",
+           "sha256_file"]
 
 #: Longest file name (one path component) in bytes on the file systems medig writes to. 255 is
 #: the limit of ext4, XFS, Btrfs, APFS and NTFS (in UTF-16 units there); temporary names are kept
@@ -156,3 +159,33 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: Largest JSON file :func:`read_json_file` reads (a work record of a many-frame DICOM is a few MB).
+MAX_STATE_BYTES = 256 << 20
+
+
+def read_json_file(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> Any:
+    """The parsed JSON of a file medig wrote earlier (work records, manifests, stamps).
+
+    Raises
+    ------
+    FileNotFoundError
+        There is no such file (or a broken link).
+    ValueError
+        Why it cannot be used, in a few words: not a regular file (a FIFO is never opened, so
+        nothing blocks), unreadable, larger than ``max_bytes``, not UTF-8 or not JSON.
+    """
+    try:
+        with open_regular(path) as fh:
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"unreadable ({error.strerror or 'not a regular file'})") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"not JSON in UTF-8 ({type(error).__name__})") from None

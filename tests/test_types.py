@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,26 @@ def test_fields_read_by_name_are_result_fields():
 
     for names in (LOCALISATION_FIELDS, IDENTITY_FIELDS, QUALITY_FIELDS, TRUST_FIELDS):
         assert set(names) <= set(RESULT_FIELDS), names
+
+
+def _json_kind(hint: object) -> type:
+    """The Python type a field's annotation allows besides None (a Literal's values' type)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        (kind,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _json_kind(kind)
+    if origin is typing.Literal:
+        return type(typing.get_args(hint)[0])
+    return origin if isinstance(origin, type) else typing.cast(type, hint)  # dict[..] -> dict
+
+
+def test_the_run_time_row_check_agrees_with_the_typed_row():
+    # The report checks each row read back against RESULT_TYPES: the same fields, the same types.
+    from medig.report.data import RESULT_TYPES
+
+    kinds = {"str": str, "int": int, "number": float, "bool": bool, "probabilities": dict,
+             "strings": list}
+    hints = typing.get_type_hints(ResultRow)
+    assert set(RESULT_TYPES) == set(RESULT_FIELDS)
+    assert {name: kinds[kind] for name, kind in RESULT_TYPES.items()} == {
+        name: _json_kind(hints[name]) for name in RESULT_FIELDS}

@@ -50,6 +50,7 @@ class Auditor:
             plan=plan, device=device, store=store, out_dir=out_dir)
         self.steps = batch_steps(self.ctx)
         self.keys = keys
+        self.settings_key = plan.key()
 
     def audit_batch(self, batch: list[DecodedInput], items: Sequence[AuditInput],
                     shas: dict[int, str]) -> list[dict[str, Any]]:
@@ -85,7 +86,8 @@ class Auditor:
             else:
                 record = {"sha256": shas[d.index], "status": "ok", "error": None,
                           "frames": result}
-            self.ctx.store.save(self.keys[d.index], record)
+            self.ctx.store.save(self.keys[d.index], record, key_sha256=shas[d.index],
+                                settings_key=self.settings_key)
             records.append(record)
         return records
 

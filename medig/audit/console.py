@@ -47,6 +47,8 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings,
         lines.append(f"image quality: {q['gradeable']} gradeable, {q['ungradeable']} ungradeable, "
                      f"{q['not_fundus']} not fundus photographs{skipped}")
     lines.append(f"report: {summary.report}")
+    if summary.html is not None:
+        lines.append(f"browser: {summary.html}")
     for step in audit_steps(settings, extra_steps)[1]:
         say = getattr(step, "console_lines", None)
         if say is not None:

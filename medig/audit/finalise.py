@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """From stored work to the audit's outputs: overlays at one colour scale, ``results.*``,
-``manifest.json``, ``report.pdf``, and the audit steps that run once per audit.
+``manifest.json``, ``report.pdf``, ``report.html``, and the audit steps that run once per audit.
 
 Under ``torchrun`` every rank stores its work and a rank report; rank 0 pools the cohort colour
 scale, each rank draws its own overlays (:func:`draw_own_overlays`), and rank 0 merges the rest
@@ -9,6 +9,7 @@ scale, each rank draws its own overlays (:func:`draw_own_overlays`), and rank 0 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,18 @@ from medig.audit.manifest import write_manifest
 from medig.audit.plan import AuditPlan
 from medig.audit.records import error_row, write_results
 from medig.audit.settings import AuditSettings
-from medig.audit.store import WorkStore, output_name, printable, record_key, row_path
+from medig.audit.store import (
+    DamagedWorkError,
+    WorkStore,
+    output_name,
+    printable,
+    record_key,
+    row_path,
+)
 from medig.report import build_report
+from medig.report.html import build_html
 from medig.report.rows import ResultRow
-from medig.utils import atomic_write
+from medig.utils import atomic_write, read_json_file
 from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
 __all__ = [
@@ -40,6 +49,8 @@ __all__ = [
     "read_rank_reports",
     "write_rank_report",
 ]
+
+_log = logging.getLogger("medig")
 
 
 @dataclass
@@ -55,6 +66,7 @@ class AuditSummary:
     seconds: float = 0.0
     mean_steps: float | None = None
     report: Path | None = None
+    html: Path | None = None  # the cohort browser, report.html
     rows: list[ResultRow] = field(default_factory=list)
 
 
@@ -99,13 +111,34 @@ def write_rank_report(store: WorkStore, ctx: DistContext, run: str, sha_of: dict
     atomic_write(store.root / "ranks" / f"rank{ctx.rank}.json", json.dumps(report))
 
 
+def _rank_report_problem(data: Any, run: str) -> str | None:
+    """Why ``data`` is not a rank report of run ``run`` (see :func:`write_rank_report`)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if data.get("run") != run:
+        return "not written by this run"
+    hashes = data.get("sha256")
+    if not isinstance(hashes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
+        return "no file hashes"
+    for name in ("rank", "inputs", "computed"):
+        if not isinstance(data.get(name), int) or isinstance(data.get(name), bool):
+            return f"no {name}"
+    if not isinstance(data.get("seconds"), (int, float)):
+        return "no seconds"
+    return None
+
+
 def read_rank_reports(store: WorkStore, run: str, world_size: int) -> list[dict[str, Any]]:
     """Every rank's report for run ``run``; names the first rank that did not report."""
     reports = []
     for r in range(world_size):
         path = store.root / "ranks" / f"rank{r}.json"
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        if data is None or data.get("run") != run:
+        try:
+            data = read_json_file(path)
+        except (FileNotFoundError, ValueError):
+            data = None
+        if _rank_report_problem(data, run):
             raise AuditError(f"rank {r} did not report for this run ({path})")
         reports.append(data)
     return reports
@@ -116,7 +149,8 @@ _Frame = tuple[AuditInput, dict[str, Any], str]  # (input, stored frame row, rec
 
 def frames_of(store: WorkStore, items: Sequence[AuditInput], key_of: dict[str, str],
               records: dict[str, dict[str, Any] | None] | None = None) -> list[_Frame]:
-    """The explained frames of ``items``, in order, from their stored (or given) records."""
+    """The explained frames of ``items``, in order, from their stored (or given) records
+    (checked: see :func:`medig.audit.store.record_problem`)."""
     frames: list[_Frame] = []
     for it in items:
         record = records[it.rel] if records is not None else store.load(key_of[it.rel])
@@ -128,12 +162,12 @@ def frames_of(store: WorkStore, items: Sequence[AuditInput], key_of: dict[str, s
 
 def cohort_scale(store: WorkStore, frames: Sequence[_Frame],
                  settings: AuditSettings) -> float | None:
-    """One colour scale for the whole audit, pooled from every image's quantile sketch."""
+    """One colour scale for the whole audit, pooled from every image's quantile sketch (a frame
+    whose arrays are damaged is left out and marked in ``store.damaged``)."""
     if settings.overlay_scale == "image":
         return None
-    sketches = [store.load_arrays(k, fr.get("frame") or 0, "sketch")["sketch"]
-                for _, fr, k in frames]
-    return cohort_clip_value(sketches, settings.percentile)
+    loaded = (store.load_arrays(k, fr.get("frame") or 0, "sketch") for _, fr, k in frames)
+    return cohort_clip_value([a["sketch"] for a in loaded if a is not None], settings.percentile)
 
 
 def _frame_name(it: AuditInput, frame_row: dict[str, Any]) -> tuple[str, str]:
@@ -147,7 +181,8 @@ def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
     """Render the overlays not yet drawn from the same work at the same scale; returns the stamps.
 
     The stamps (record key, frame, scale) let a resumed audit, or rank 0 after the ranks drew
-    their own shares, skip overlays that are already up to date.
+    their own shares, skip overlays that are already up to date. A frame whose arrays are damaged
+    is not drawn (nor stamped) and is marked in ``store.damaged``.
     """
     stamps = {}
     for it, frame_row, key in frames:
@@ -157,6 +192,8 @@ def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
         if drawn.get(rel_png) != stamp or not (out_dir / rel_png).is_file():
             arrays = store.load_arrays(key, frame or 0, "image", "fov", "attr_map",
                                        "attr_scale", "clip")
+            if arrays is None:
+                continue
             _render_overlay(out_dir / rel_png, arrays,
                             float(arrays["clip"]) if cohort is None else cohort)
         stamps[rel_png] = stamp
@@ -170,8 +207,20 @@ def _render_overlay(path: Path, arrays: dict[str, np.ndarray], clip: float) -> N
     save_png(path, side_by_side(arrays["image"], picture))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+def _read_stamps(path: Path) -> dict[str, Any]:
+    """Overlay stamps (``overlays.json`` or a rank's share): PNG path -> stamp list. Anything
+    else is ignored with one warning: the overlays concerned are drawn again."""
+    try:
+        data = read_json_file(path)
+    except FileNotFoundError:
+        return {}
+    except ValueError as error:
+        _log.warning("ignoring %s: %s; overlays are drawn again", path, error)
+        return {}
+    if not isinstance(data, dict):
+        _log.warning("ignoring %s: not a JSON object; overlays are drawn again", path)
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list)}
 
 
 def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[AuditInput],
@@ -179,7 +228,7 @@ def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[Au
     """Under torchrun: each rank draws the overlays of its own inputs once the scale is known,
     so rank 0 does not render the whole cohort alone after the barrier."""
     store = WorkStore(out_dir)
-    drawn = _read_json(store.root / "overlays.json")
+    drawn = _read_stamps(store.root / "overlays.json")
     stamps = _draw_overlays(out_dir, store, frames_of(store, items, key_of), settings, cohort,
                             drawn)
     atomic_write(store.root / "ranks" / f"overlays-rank{ctx.rank}.json", json.dumps(stamps))
@@ -211,8 +260,9 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
                    started: str, device: str, ctx: DistContext | None = None,
                    cohort: float | None = None, model: nn.Module | None = None,
                    steps: tuple[Sequence[AuditStep], Sequence[AuditStep]] = ((), ()),
-                   ) -> AuditSummary:
-    """Merge the stored work into overlays, ``results.*``, ``manifest.json`` and ``report.pdf``.
+                   store: WorkStore | None = None) -> AuditSummary:
+    """Merge the stored work into overlays, ``results.*``, ``manifest.json``, ``report.pdf`` and
+    ``report.html``.
 
     Parameters
     ----------
@@ -224,10 +274,19 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
         The audited classifier, for audit steps that need it.
     steps : (sequence, sequence) of AuditStep
         Audit steps run before the results and report are written, and after.
+    store : WorkStore, optional
+        The audit's work store (its ``damaged`` keys count too); default: the one in ``out_dir``.
+
+    Raises
+    ------
+    DamagedWorkError
+        Before any result is written, when stored arrays of some inputs are unusable (the
+        records and overlays of the others are kept): compute those inputs again, then call
+        this again.
     """
     ctx = ctx or DistContext()
     settings = plan.settings
-    store = WorkStore(out_dir)
+    store = store or WorkStore(out_dir)
     reports = read_rank_reports(store, started, ctx.world_size)
     sha_of = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
     key_of = {it.rel: record_key(sha_of[it.rel], plan.key()) for it in items}
@@ -238,12 +297,14 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
 
     # Overlays already drawn (by a previous run, or by the ranks) are not drawn again.
     drawn_path = store.root / "overlays.json"
-    drawn = _read_json(drawn_path)
+    drawn = _read_stamps(drawn_path)
     if ctx.distributed:
         for r in range(ctx.world_size):
-            drawn.update(_read_json(store.root / "ranks" / f"overlays-rank{r}.json"))
+            drawn.update(_read_stamps(store.root / "ranks" / f"overlays-rank{r}.json"))
     drawn.update(_draw_overlays(out_dir, store, frames, settings, cohort, drawn))
     atomic_write(drawn_path, json.dumps(drawn))
+    if store.damaged:  # nothing is written from damaged work: the caller recomputes it
+        raise DamagedWorkError(store.damaged)
 
     rows = _final_rows(items, records, sha_of)
     audit = FinishedAudit(out_dir, plan, items, rows, store, key_of, model,
@@ -251,6 +312,8 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
     before, after = steps
     for step in before:
         step(audit)
+    if store.damaged:  # a step found damaged arrays (load_arrays gave None)
+        raise DamagedWorkError(store.damaged)
     write_results(out_dir, rows, plan.class_names)
     ok = [r for r in rows if r["status"] == "ok"]
     summary = AuditSummary(
@@ -268,6 +331,8 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
         **audit.manifest)
     summary.report = build_report(out_dir, template=settings.template,
                                   include_phi=settings.include_phi)
+    summary.html = build_html(out_dir, template=settings.template,
+                              include_phi=settings.include_phi)
     for step in after:
         step(audit)
     return summary

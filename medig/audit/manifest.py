@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from medig.audit.plan import AuditPlan
-from medig.utils import atomic_write
+from medig.report.data import check_manifest
+from medig.utils import atomic_write, read_json_file
 
 __all__ = ["read_manifest", "versions", "write_manifest"]
 
+log = logging.getLogger("medig")
 
 def versions() -> dict[str, str]:
     """Versions of medig and the libraries whose code computes the numbers."""
@@ -33,13 +36,23 @@ def versions() -> dict[str, str]:
     return found
 
 
-def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The manifest of a previous audit in ``out_dir``, or None."""
+def read_manifest(out_dir: str | os.PathLike, warn: bool = True) -> dict[str, Any] | None:
+    """The manifest of a previous audit in ``out_dir``, checked as the report checks it
+    (:func:`medig.report.data.check_manifest`); None when it is missing, unreadable or not a JSON
+    object (with one warning line if ``warn``)."""
     path = Path(out_dir) / "manifest.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = read_json_file(path)
+    except FileNotFoundError:
         return None
+    except ValueError as error:
+        problems, manifest = [str(error)], None
+    else:
+        manifest, problems = check_manifest(data)
+    if problems and warn:
+        what = f"parts of {path}" if manifest is not None else str(path)
+        log.warning("ignoring %s: %s", what, "; ".join(problems))
+    return manifest
 
 
 def _is_time(value: Any) -> bool:
@@ -62,7 +75,7 @@ def write_manifest(out_dir: str | os.PathLike, plan: AuditPlan, *, started: str,
     settings = plan.settings
     finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 if status == "complete" else None)
-    previous = read_manifest(out_dir)
+    previous = read_manifest(out_dir, warn=False)  # damage was said when the audit began
     first = None
     if isinstance(previous, dict) and previous.get("settings_key") == plan.key():
         first = previous.get("first_started") or previous.get("started")

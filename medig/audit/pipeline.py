@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from medig.audit.auditor import Auditor
 from medig.audit.distributed import (
@@ -51,15 +50,19 @@ from medig.audit.manifest import read_manifest, write_manifest
 from medig.audit.model_setup import load_for_audit
 from medig.audit.plan import AuditPlan, resolve
 from medig.audit.progress import Progress
-from medig.audit.settings import AuditSettings, settings_problem
+from medig.audit.settings import NUMERIC_SETTINGS, AuditSettings, settings_problem
 from medig.audit.steps import audit_steps
-from medig.audit.store import WorkStore, record_key, unreadable_key
+from medig.audit.store import DamagedWorkError, WorkStore, record_key, unreadable_key
+from medig.audit.study import SECRET_NAME, StudySecretError, audit_secret
 from medig.utils import atomic_write, remove_stale_temporaries, sha256_file
 
 if TYPE_CHECKING:
     from medig.models import LoadedModel
 
 __all__ = ["AuditError", "AuditSummary", "SettingsChangedError", "finalise_audit", "run_audit"]
+
+#: How often damaged stored work found while finalising is recomputed before the audit gives up.
+_REPAIRS = 2
 
 
 def _hash_items(items: Sequence[AuditInput]) -> list[str]:
@@ -76,17 +79,44 @@ def _hash_items(items: Sequence[AuditInput]) -> list[str]:
         return list(pool.map(one, items))
 
 
+def _changed_settings(out_dir: Path, plan: AuditPlan) -> list[str]:
+    """The numeric settings in which the audit stored in ``out_dir`` differs from ``plan``.
+
+    The evidence is ``manifest.json`` and the work store's own copy of the settings
+    (``.medig/settings.json``); when neither can be read, the settings keys of the stored records:
+    a deleted or damaged manifest never lets work of other settings mix with this audit's.
+    """
+    store = WorkStore(out_dir)
+    manifest = read_manifest(out_dir)
+    saved = store.load_settings()
+    recorded = [m["settings"] for m in (manifest, saved) if m is not None and "settings" in m]
+    changed = {name for previous in recorded for name in plan.changed_from(previous)}
+    found = [n for n in NUMERIC_SETTINGS if n in changed]
+    if not recorded and store.settings_keys() - {plan.key()}:
+        found.append("numeric settings, according to the stored work (manifest.json is missing "
+                     "or damaged)")
+    return found
+
+
 def _check_out_dir(out_dir: Path, plan: AuditPlan, force: bool) -> bool:
-    """Whether ``out_dir`` holds an audit made with other numeric settings (refused unless forced)."""
-    previous = read_manifest(out_dir)
-    if previous is None:
-        return False
-    changed = plan.changed_from(previous.get("settings", {}))
+    """Whether ``out_dir`` holds an audit that must be cleared first: one made with other numeric
+    settings, or whose study secret is damaged (new study ids). Refused unless forced."""
+    changed = _changed_settings(out_dir, plan)
     if changed and not force:
         raise SettingsChangedError(
             f"{out_dir} holds an audit made with other settings (changed: {', '.join(changed)}); "
             "use a new --out folder, or --force to re-audit into this one")
-    return bool(changed)
+    secret_damaged = False
+    if os.path.lexists(Path(out_dir) / ".medig" / SECRET_NAME):
+        try:
+            audit_secret(out_dir)
+        except StudySecretError as error:
+            if not force:
+                raise SettingsChangedError(
+                    f"{error}: restore it, use a new --out folder, or --force to re-audit into "
+                    "this one with new study ids") from None
+            secret_damaged = True
+    return bool(changed) or secret_damaged
 
 
 def _clear_previous_audit(out_dir: Path) -> None:
@@ -169,9 +199,9 @@ def run_audit(
         write_rank_report(store, ctx, started_iso, {items[i].rel: work.shas[i] for i in work.mine},
                           computed, time.monotonic() - t0)
         barrier(ctx, barrier_timeout_s)
-        summary = _finalise(out, plan, items, work, store, started_iso, device, ctx,
-                            auditor.ctx.model, (before, after), barrier_timeout_s)
-        summary.computed = computed
+        summary, repaired = _finalise(out, plan, items, work, store, started_iso, device, ctx,
+                                      auditor, (before, after), barrier_timeout_s)
+        summary.computed = computed + repaired
         summary.seconds = time.monotonic() - t0
         return summary
     finally:
@@ -218,8 +248,17 @@ def _open_out_dir(out: Path, plan: AuditPlan, force: bool, ctx: DistContext,
                   barrier_timeout_s: float) -> tuple[WorkStore, str]:
     """Check (and with ``force`` clear) a previous audit in ``out``, open the work store and
     write the running manifest; returns the store and the run's start stamp."""
-    stale = _check_out_dir(out, plan, force)
-    if stale and ctx.is_main:
+    # Rank 0 judges the folder (one warning per damaged file, not one per rank).
+    verdict: bool | AuditError | None = None
+    if ctx.is_main:
+        try:
+            verdict = _check_out_dir(out, plan, force)
+        except SettingsChangedError as error:
+            verdict = error
+    verdict = broadcast(ctx, verdict)
+    if isinstance(verdict, AuditError):
+        raise verdict
+    if verdict and ctx.is_main:
         _clear_previous_audit(out)
     barrier(ctx, barrier_timeout_s)
     store = WorkStore(out)
@@ -230,6 +269,7 @@ def _open_out_dir(out: Path, plan: AuditPlan, force: bool, ctx: DistContext,
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(out, plan, started=started_iso, status="running",
                        device=str(device), world_size=ctx.world_size)
+        store.save_settings(plan.key(), plan.numeric())
     return store, started_iso
 
 
@@ -239,8 +279,9 @@ class _Schedule:
 
     mine: list[int]  # indices of this rank's inputs
     shas: dict[int, str]
-    keys: dict[int, str]  # record key of each of this rank's inputs
+    keys: dict[int, str]  # record key of each of this rank's inputs (and of repaired ones)
     todo: list[list[int]]  # batches with inputs not yet stored
+    batches: list[list[int]]  # every batch of the audit, of all ranks
 
     @property
     def n_todo(self) -> int:
@@ -261,13 +302,29 @@ def _schedule(items: Sequence[AuditInput], plan: AuditPlan, store: WorkStore,
     mine = sorted(i for b in my_batches for i in b)
     shas = dict(zip(mine, _hash_items([items[i] for i in mine])))
     keys = {i: record_key(shas[i], plan.key()) for i in mine}
-    todo = [[i for i in b if not store.is_done(keys[i])] for b in my_batches]
-    return _Schedule(mine, shas, keys, [b for b in todo if b])
+    todo = [p for p in (_pending(b, items, store, keys) for b in my_batches) if p]
+    return _Schedule(mine, shas, keys, todo, batches)
+
+
+def _pending(batch: Sequence[int], items: Sequence[AuditInput], store: WorkStore,
+             keys: dict[int, str]) -> list[int]:
+    """The inputs of ``batch`` to compute: the whole batch as soon as one of its images is not done.
+
+    An image's numbers depend in their last float32 bits on its batch-mates (the completeness
+    gap ``delta`` shows it in the fourth digit), so resumed work is bit-identical only if a batch
+    is recomputed as the unit it was computed in. Inputs known to be unreadable (``item.error``)
+    never join the model's batch: retrying them alone changes nobody's numbers.
+    """
+    pending = [i for i in batch if not store.is_done(keys[i])]
+    if any(items[i].error is None for i in pending):
+        return list(batch)
+    return pending
 
 
 def _compute(auditor: Auditor, items: Sequence[AuditInput], work: _Schedule, ctx: DistContext,
-             progress: bool) -> int:
-    """Decode and audit this rank's batches still to do; returns how many inputs it computed."""
+             progress: bool, batches: list[list[int]] | None = None) -> int:
+    """Decode and audit this rank's batches still to do (or ``batches``); returns how many
+    inputs it computed."""
     settings = auditor.ctx.settings
     bar = Progress(len(work.mine), len(work.mine) - work.n_todo, enabled=progress,
                    prefix=f"rank {ctx.rank}: " if ctx.distributed else "")
@@ -276,8 +333,8 @@ def _compute(auditor: Auditor, items: Sequence[AuditInput], work: _Schedule, ctx
                       else auditor.ctx.device.type == "cuda")
     key = auditor.ctx.plan.key()
     computed = 0
-    for batch in decode_batches(items, work.todo, settings.workers, settings.include_phi,
-                                jpeg_on_device):
+    for batch in decode_batches(items, batches if batches is not None else work.todo,
+                                settings.workers, settings.include_phi, jpeg_on_device):
         adopt_hashes(batch, work.shas, work.keys, key)  # the bytes decoded, if changed
         auditor.audit_batch(batch, items, work.shas)
         computed += len(batch)
@@ -286,11 +343,30 @@ def _compute(auditor: Auditor, items: Sequence[AuditInput], work: _Schedule, ctx
     return computed
 
 
+def _repair(damaged: set[str], auditor: Auditor, items: Sequence[AuditInput], work: _Schedule,
+            store: WorkStore, started_iso: str, ctx: DistContext) -> int:
+    """On rank 0, after finalising found stored work unusable: compute its inputs again, each in
+    its whole batch (as first computed, whichever rank did), and return how many were computed."""
+    key = auditor.ctx.plan.key()
+    reports = read_rank_reports(store, started_iso, ctx.world_size)
+    sha_all = {rel: s for rep in reports for rel, s in rep["sha256"].items()}
+    redo = [b for b in work.batches
+            if any(record_key(sha_all[items[i].rel], key) in damaged for i in b)]
+    for batch in redo:  # the auditor reads the keys of the inputs it stores from work.keys
+        for i in batch:
+            work.shas[i] = sha_all[items[i].rel]
+            work.keys[i] = record_key(work.shas[i], key)
+    for damaged_key in damaged:
+        store.discard(damaged_key)
+    return _compute(auditor, items, work, ctx, progress=False, batches=redo)
+
+
 def _finalise(out: Path, plan: AuditPlan, items: Sequence[AuditInput], work: _Schedule,
               store: WorkStore, started_iso: str, device: torch.device, ctx: DistContext,
-              model: nn.Module, steps: tuple[Sequence[AuditStep], Sequence[AuditStep]],
-              barrier_timeout_s: float) -> AuditSummary:
-    """Overlays at one colour scale, then (rank 0) results, manifest, report and the after steps."""
+              auditor: Auditor, steps: tuple[Sequence[AuditStep], Sequence[AuditStep]],
+              barrier_timeout_s: float) -> tuple[AuditSummary, int]:
+    """Overlays at one colour scale, then (rank 0) results, manifest, report and the after steps;
+    and how many inputs rank 0 computed again because their stored work was found damaged."""
     cohort = None
     if ctx.distributed:
         # Rank 0 pools the colour scale; every rank then draws its own share of overlays.
@@ -304,6 +380,16 @@ def _finalise(out: Path, plan: AuditPlan, items: Sequence[AuditInput], work: _Sc
                           {items[i].rel: work.keys[i] for i in work.mine}, cohort, ctx)
         barrier(ctx, barrier_timeout_s)
     if not ctx.is_main:
-        return AuditSummary(out)
-    return finalise_audit(out, plan, items, started_iso, str(device), ctx, cohort, model=model,
-                          steps=steps)
+        return AuditSummary(out), 0
+    repaired = repairs = 0
+    while True:
+        try:
+            summary = finalise_audit(out, plan, items, started_iso, str(device), ctx, cohort,
+                                     model=auditor.ctx.model, steps=steps, store=store)
+            return summary, repaired
+        except DamagedWorkError as damaged:
+            repairs += 1
+            if repairs > _REPAIRS:  # the disk keeps damaging what is written: give up
+                raise
+            repaired += _repair(damaged.keys, auditor, items, work, store, started_iso, ctx)
+            cohort = None  # pooled again, with the repaired work

@@ -115,6 +115,8 @@ def settings_problem(settings: AuditSettings) -> str | None:
     """
     from medig.baselines import available_baselines
 
+    if not settings.baselines:  # else every image would fail, one error row each
+        return "--baseline: give at least one baseline"
     unknown = [b for b in settings.baselines if b not in available_baselines()]
     if unknown:
         return f"unknown baseline {unknown[0]!r}; known: {', '.join(available_baselines())}"

@@ -38,11 +38,14 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from medig.audit.errors import AuditError
 from medig.io.dicom_ids import DicomIds
+from medig.utils import open_regular
 
 __all__ = [
     "IDENTITY_FIELDS",
     "SECRET_NAME",
+    "StudySecretError",
     "audit_secret",
     "dicom_identity",
     "keyed_id",
@@ -63,15 +66,31 @@ _LEFT = {"l", "os", "le", "left"}
 _TOKEN_SPLIT = re.compile(r"[_\-. ]+")
 
 
+class StudySecretError(AuditError):
+    """The folder's study secret exists but is not one (damaged or replaced): the study ids of
+    its audit can no longer be reproduced."""
+
+
+_SECRET_HEX = re.compile(rb"[0-9a-fA-F]{64}")
+
+
 def audit_secret(out_dir: str | os.PathLike) -> bytes:
     """The audit folder's study-id secret, created on first use.
 
     Created atomically and exclusively (a temporary file linked into place, so concurrent ranks
     agree on one secret), readable by the owner only.
+
+    Raises
+    ------
+    StudySecretError
+        The file exists but is not 64 hex digits (empty, cut, binary, edited) or cannot be read.
+        It is never replaced silently: a new secret changes every study id of the folder, so
+        ``run_audit`` refuses such a folder like one holding other settings (restore the file,
+        or ``--force`` a re-audit with new ids).
     """
     folder = Path(out_dir) / ".medig"
     path = folder / SECRET_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{SECRET_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,10 +105,16 @@ def audit_secret(out_dir: str | os.PathLike) -> bytes:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    text = path.read_text(encoding="ascii").strip()
-    if len(text) != 64:
-        raise ValueError(f"{path} is not a medig study secret (64 hex digits)")
-    return bytes.fromhex(text)
+    try:
+        with open_regular(path) as fh:  # a FIFO is never opened, /dev/zero never read to its end
+            text = fh.read(256).strip()
+    except OSError as error:
+        raise StudySecretError(f"{path} cannot be read ({error.strerror or error}); the study "
+                               "ids of this folder cannot be reproduced") from None
+    if not _SECRET_HEX.fullmatch(text):
+        raise StudySecretError(f"{path} is damaged (not a medig study secret of 64 hex digits); "
+                               "the study ids of this folder cannot be reproduced")
+    return bytes.fromhex(text.decode("ascii"))
 
 
 def keyed_id(secret: bytes, kind: str, value: str) -> str:

@@ -4,6 +4,8 @@
 Layout (mirroring ``overlays/`` and ``studies/``)::
 
     dicom/overlays/<image path>.dcm   Secondary Capture of each DICOM source image's overlay
+    dicom/sr/<image path>.dcm         its Measurement Report (Enhanced SR, medig.pacs.sr)
+    dicom/maps/<image path>.dcm       its evidence map (Segmentation, medig.pacs.maps)
     dicom/studies/<study>.dcm         Encapsulated PDF of studies/<study>.pdf
     dicom/sent.jsonl                  what was sent where (see medig.pacs.send)
 
@@ -27,6 +29,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -39,7 +42,15 @@ from medig.io import sniff_file
 from medig.pacs.capture import captioned
 from medig.pacs.charset import UncopyableText
 from medig.pacs.errors import DicomIncomplete
+from medig.pacs.maps import (
+    EVIDENCE_FRACTION,
+    evidence_masks,
+    evidence_segmentation,
+    evidence_threshold,
+    on_source_grid,
+)
 from medig.pacs.objects import Source, object_uid, overlay_capture, read_source, study_document
+from medig.pacs.sr import Algorithm, measurement_report
 from medig.report.images import row_overlay
 from medig.report.layout import fill, format_percent
 from medig.report.per_study import STUDIES_FOLDER, audit_time, study_page_id
@@ -139,8 +150,44 @@ def _derivation(audit: FinishedAudit, row: ResultRow) -> str:
             f"{', '.join(s.baselines)}; completeness tolerance {s.completeness_tol}")
 
 
+#: What the evidence map needs of the stored work, per frame.
+_MAP_ARRAYS = ("attr_map", "attr_scale", "fov", "box", "source_shape")
+_MAP_DESCRIPTION = f"medig IG evidence: top {EVIDENCE_FRACTION:.0%} of |attribution|"
+
+
+def _algorithm(audit: FinishedAudit, manifest: dict[str, Any]) -> Algorithm:
+    s = audit.settings
+    sha = (manifest.get("model") or {}).get("weights_sha256")
+    return Algorithm(str(s.model), sha, [f"output {s.output}",
+                                        f"baselines {', '.join(s.baselines)}",
+                                        f"completeness tolerance {s.completeness_tol}"])
+
+
+def _sanity(manifest: dict[str, Any]) -> str | None:
+    return ((manifest.get("trust_checks") or {}).get("sanity_check") or {}).get("status")
+
+
+def _evidence(audit: FinishedAudit, rel: str, frame: int | None
+              ) -> tuple[np.ndarray, dict[str, float]] | None:
+    """The evidence masks of one frame on its source grid, and the map's figures; None when its
+    stored work lacks what they need (damaged, or written by an older medig)."""
+    try:
+        arrays = audit.store.load_arrays(audit.key_of[rel], frame or 0, *_MAP_ARRAYS)
+        if arrays is None:  # damaged (said by the store)
+            return None
+        scale = float(arrays["attr_scale"])
+        amap = arrays["attr_map"].astype(np.float32).reshape(arrays["attr_map"].shape[-2:]) * scale
+        threshold = evidence_threshold(amap, arrays["fov"].reshape(amap.shape))
+        values = on_source_grid(amap, arrays["box"],
+                                tuple(int(v) for v in arrays["source_shape"]))
+    except Exception:  # noqa: BLE001 - any damage to stored work: no map (said once)
+        return None
+    return evidence_masks(values, threshold), {"map_scale": scale, "map_threshold": threshold}
+
+
 def export_dicom(audit: FinishedAudit, template: Template | None = None) -> ExportResult:
-    """Write the Secondary Captures and Encapsulated PDFs of ``audit`` under ``dicom/``.
+    """Write the Secondary Captures, Measurement Reports, evidence Segmentations and
+    Encapsulated PDFs of ``audit`` under ``dicom/``.
 
     The study pages (``studies/<study>.pdf``) must have been written first: each Encapsulated
     PDF holds its page's bytes unchanged. The objects are dated by the audit
@@ -159,7 +206,9 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
     folder = out / DICOM_FOLDER
     items = {it.rel: it for it in audit.items}
     key = output_key(audit)
-    created = audit_time(read_manifest(out))
+    manifest = read_manifest(out) or {}
+    created = audit_time(manifest)
+    algorithm, sanity = _algorithm(audit, manifest), _sanity(manifest)
     result = ExportResult()
     sources: dict[str, Source | None] = {}
     is_dicom: dict[str, bool] = {}
@@ -192,9 +241,11 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
         # numbered before it is built: a source that fails does not renumber (and so re-UID)
         # the others of its series
         n = numbers[(source.study_uid, lat)] = numbers.get((source.study_uid, lat), 0) + 1
-        target = folder / "overlays" / f"{output_name(rel, frame)}.dcm"
+        name = f"{output_name(rel, frame)}.dcm"
+        target = folder / "overlays" / name
+        report_path, map_path = folder / "sr" / name, folder / "maps" / name
         if rel in refused:
-            keep.add(target)
+            keep.update((target, report_path, map_path))
             continue
         try:
             with Image.open(png) as im:
@@ -209,12 +260,30 @@ def export_dicom(audit: FinishedAudit, template: Template | None = None) -> Expo
                                  instance_number=n, derivation=_derivation(audit, row),
                                  created=created)
             data = _encoded(ds)
+            evidence = _evidence(audit, rel, frame)
+            made = [(target, ds, data)]
+            if evidence is not None:
+                seg = evidence_segmentation(source, evidence[0], frame=frame, output_key=key,
+                                            instance_number=n, description=_MAP_DESCRIPTION,
+                                            created=created)
+                made.append((map_path, seg, _encoded(seg)))
+            report = measurement_report(source, row, frame=frame, algorithm=algorithm,
+                                        sanity=sanity, output_key=key, instance_number=n,
+                                        map_figures=evidence[1] if evidence else None,
+                                        created=created)
+            made.append((report_path, report, _encoded(report)))
         except Exception as error:  # noqa: BLE001 - one source never stops the others
             refused.add(rel)
-            keep.update((target, folder / "studies" / f"{study_page_id(row)}.dcm"))
+            keep.update((target, report_path, map_path,
+                         folder / "studies" / f"{study_page_id(row)}.dcm"))
             _failed(result, f"no DICOM objects for {row['path']}: {_reason(error)}")
             continue
-        _write(target, str(ds.SOPInstanceUID), data, out, result)
+        if evidence is None:
+            keep.add(map_path)
+            _failed(result, f"no DICOM evidence map for {row['path']}: its stored work lacks "
+                            "the attribution map or its crop box; re-audit with --force")
+        for path, made_ds, made_data in made:
+            _write(path, str(made_ds.SOPInstanceUID), made_data, out, result)
         study_sources.setdefault(study_page_id(row), []).append(source)
 
     for study, group in study_sources.items():

@@ -40,7 +40,11 @@ import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
+from pydicom.uid import (
+    EncapsulatedPDFStorage,
+    ExplicitVRLittleEndian,
+    SecondaryCaptureImageStorage,
+)
 
 from medig.io._quiet import quiet
 from medig.io.dicom_ids import dicom_ids, read_dicom_header
@@ -140,6 +144,52 @@ def _copied(source: Dataset) -> list[pydicom.DataElement]:
 def _copied_digest(source: Dataset) -> str:
     values = [(e.keyword, e.VR, str(e.value)) for e in _copied(source)]
     return json.dumps(values, ensure_ascii=False)
+
+
+def stand_in(source: Source, single_frame: bool = False) -> Dataset:
+    """What highdicom is given of ``source`` when it builds an object from it: the UIDs and the
+    image size, no patient or study text (copied afterwards by :func:`_apply_copied`).
+
+    ``single_frame``: the stand-in claims the Secondary Capture class, which holds one frame;
+    highdicom builds Segmentations only from sources with a Frame of Reference or of a
+    single-frame class, and a fundus photograph (a multi-frame class, no Frame of Reference) is
+    neither. :func:`restore_references` puts the source's class (and frame) back.
+    """
+    ds = source.dataset
+    item = Dataset()
+    item.SOPClassUID = SecondaryCaptureImageStorage if single_frame else source.sop_class_uid
+    item.SOPInstanceUID = source.sop_uid
+    item.StudyInstanceUID = source.study_uid
+    item.SeriesInstanceUID = str(ds.get("SeriesInstanceUID") or
+                                 derived_uid("medig-source-series", source.sop_uid))
+    for name in ("Rows", "Columns", "Modality"):
+        if name in ds:
+            setattr(item, name, ds[name].value)
+    for name in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                 "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        setattr(item, name, None)
+    return item
+
+
+def restore_references(ds: Dataset, source: Source, frame: int | None) -> None:
+    """Every reference of ``ds`` to the source instance names the source's own SOP class and,
+    for a frame of a multi-frame source, that frame (undoing :func:`stand_in`)."""
+    for item in _items(ds):
+        if item.get("ReferencedSOPInstanceUID") == source.sop_uid:
+            item.ReferencedSOPClassUID = source.sop_class_uid
+            if frame is not None and source.frames > 1:
+                item.ReferencedFrameNumber = frame + 1  # DICOM frame numbers start at 1
+            elif "ReferencedFrameNumber" in item:
+                del item.ReferencedFrameNumber
+
+
+def _items(ds: Dataset) -> Iterator[Dataset]:
+    """Every item of every sequence in ``ds``, nested ones included."""
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield item
+                yield from _items(item)
 
 
 def _code(value: str, scheme: str, meaning: str) -> Dataset:

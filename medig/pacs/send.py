@@ -30,16 +30,20 @@ from typing import Any
 import pydicom
 from pydicom.uid import (
     EncapsulatedPDFStorage,
+    EnhancedSRStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     SecondaryCaptureImageStorage,
+    SegmentationStorage,
 )
 from pynetdicom import AE
 
 from medig.io._quiet import quiet
 from medig.pacs.objects import object_uid
+from medig.utils import open_regular
 
 __all__ = [
+    "CONTEXTS",
     "SENT_LOG",
     "Destination",
     "SendResult",
@@ -53,9 +57,13 @@ __all__ = [
 #: The send log, inside the DICOM folder.
 SENT_LOG = "sent.jsonl"
 
+_log = logging.getLogger("medig")
+
 _AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no control
 _DEST_RE = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\[\]]+):(?P<port>\d+)$")
-_CONTEXTS = (SecondaryCaptureImageStorage, EncapsulatedPDFStorage)
+#: The storage SOP classes of every object medig writes (medig.pacs.export).
+CONTEXTS = (SecondaryCaptureImageStorage, EncapsulatedPDFStorage, EnhancedSRStorage,
+            SegmentationStorage)
 # C-STORE statuses that mean "stored": Success and the Warning statuses (PS3.4 B.2.3).
 _STORED = {0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007}
 
@@ -112,26 +120,52 @@ class SendResult:
         return not self.failed
 
 
+#: What each line of the send log holds (see ``record`` in :func:`send_objects`).
+_LOG_FIELDS = ("destination", "sop_instance_uid", "status")
+
+
+def _log_entry(line: bytes) -> dict[str, Any] | str | None:
+    """One line of the send log; else None for a line cut short by a crash (the start of a
+    JSON line), or why it is damaged (not UTF-8, not a log entry). Either is ignored: at worst its
+    object is sent again under the same SOP Instance UID, which the PACS stores once."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
+        entry = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in _LOG_FIELDS):
+        return "not a log entry"
+    return entry
+
+
 def read_log(log: Path) -> list[dict[str, Any]]:
-    """The lines of a send log (a line cut short by a crash is skipped)."""
-    if not log.is_file():
+    """The valid lines of a send log (:func:`_log_entry`); a damaged line is skipped with one
+    warning line, a line cut short by a crash silently."""
+    try:
+        with open_regular(log) as fh:
+            data = fh.read()
+    except FileNotFoundError:
         return []
-    lines = []
-    for text in log.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict):
-            lines.append(entry)
-    return lines
+    except OSError as error:
+        _log.warning("ignoring %s (%s): its objects are sent again", log,
+                     error.strerror or "not a regular file")
+        return []
+    parsed = [_log_entry(line) for line in data.splitlines() if line.strip()]
+    damaged = [p for p in parsed if isinstance(p, str)]
+    if damaged:
+        _log.warning("ignoring %d damaged line(s) of %s (%s): their objects are sent again "
+                     "unless acknowledged on another line", len(damaged), log, damaged[0])
+    return [p for p in parsed if isinstance(p, dict)]
 
 
 def acknowledged(log: Path, destination: Destination | str) -> set[str]:
     """SOP Instance UIDs acknowledged by ``destination`` according to the log."""
     dest = str(destination)
     return {e["sop_instance_uid"] for e in read_log(log)
-            if e.get("destination") == dest and e.get("status") == "acknowledged"}
+            if e["destination"] == dest and e["status"] == "acknowledged"}
 
 
 def _append(log: Path, entry: dict[str, Any]) -> None:
@@ -229,7 +263,7 @@ def send_objects(
 
     ae = AE(ae_title=check_aet(calling_aet, "--calling-aet"))
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = timeout_s
-    for context in _CONTEXTS:
+    for context in CONTEXTS:
         ae.add_requested_context(context, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
     def record(path: Path, uid: str, status: str, code: int | None, reason: str | None) -> None:

@@ -20,7 +20,9 @@ def derived_uid(*parts: str) -> str:
     Parts are joined with a NUL separator before hashing, so ``("ab", "c")`` and ``("a", "bc")``
     give different UIDs.
     """
-    digest = bytearray(hashlib.sha256("\0".join(parts).encode("utf-8")).digest()[:16])
+    # surrogatepass: a name read from a non-UTF-8 file system (surrogate escapes) still hashes
+    digest = bytearray(hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass"))
+                       .digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80  # version 8 (custom)
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
     return f"2.25.{int.from_bytes(digest, 'big')}"

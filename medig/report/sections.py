@@ -30,7 +30,7 @@ from medig.report.tolerance import atol_of, rule_values
 from medig.visualize import legend_strip, png_bytes
 
 __all__ = ["completeness", "cover", "errors", "flagged", "localisation", "method", "provenance",
-           "summary"]
+           "summary", "summary_facts", "summary_lines"]
 
 
 def cover(ctx: ReportContext) -> list[Flowable]:
@@ -44,14 +44,12 @@ def cover(ctx: ReportContext) -> list[Flowable]:
     return out
 
 
-def summary(ctx: ReportContext) -> list[Flowable]:
-    d, m = ctx.data, ctx.data.manifest
+def summary_lines(ctx: ReportContext) -> list[str]:
+    """The one-minute read of the first page: plain sentences, before any table."""
+    d = ctx.data
     n, n_ok, n_err, n_flag = len(d.rows), len(d.ok), len(d.errors), len(d.flagged)
     n_skip = len(d.skipped)  # skipped by the quality gate
     skipped = f", {n_skip} skipped as not gradeable" if n_skip else ""
-    model = m.get("model") or {}
-    out: list[Flowable] = [ctx.heading("summary")]
-    # The one-minute read: three sentences in plain words, before any table.
     key = [
         f"{n} image{'s' if n != 1 else ''} audited: {n_ok} explained, {n_err} could not be "
         f"read{skipped}.",
@@ -67,16 +65,21 @@ def summary(ctx: ReportContext) -> list[Flowable]:
         key.append(
             "Model predictions: " + ", ".join(f"{k}: {v}" for k, v in preds.items()) + "."
         )
-    for line in key:
-        out.append(Paragraph("\u2022 " + markup(line, ctx.fonts), ctx.s.key))
-    out.append(Spacer(1, 6))
+    return key
 
+
+def summary_facts(ctx: ReportContext) -> list[tuple[str, str]]:
+    """The first page's table: (label, value) of the run, the model and the settings."""
+    d, m = ctx.data, ctx.data.manifest
+    n, n_ok, n_err, n_flag = len(d.rows), len(d.ok), len(d.errors), len(d.flagged)
+    n_skip = len(d.skipped)
+    model = m.get("model") or {}
     settings = m.get("settings") or {}
-    rows: list[list[Any]] = []
+    rows: list[tuple[str, str]] = []
 
     def add(label: str, value: Any) -> None:
         if value not in (None, "", [], {}):
-            rows.append([ctx.P(label, ctx.s.cell_bold), ctx.P(value, ctx.s.cell)])
+            rows.append((label, str(value)))
 
     add(
         "Audit run",
@@ -110,8 +113,21 @@ def summary(ctx: ReportContext) -> list[Flowable]:
             "Colour scale",
             f"same for all images (saturates at |attribution| = {format_number(m['cohort_clip'])})",
         )
+    return rows
+
+
+def summary(ctx: ReportContext) -> list[Flowable]:
+    d = ctx.data
+    n_ok = len(d.ok)
+    out: list[Flowable] = [ctx.heading("summary")]
+    for line in summary_lines(ctx):
+        out.append(Paragraph("\u2022 " + markup(line, ctx.fonts), ctx.s.key))
+    out.append(Spacer(1, 6))
+    rows: list[list[Any]] = [[ctx.P(label, ctx.s.cell_bold), ctx.P(value, ctx.s.cell)]
+                             for label, value in summary_facts(ctx)]
     if rows:
         out.append(table(rows, [0.3 * ctx.fw, 0.7 * ctx.fw], header=False))
+    preds = d.prediction_counts()
     if n_ok and preds:
         out.append(Spacer(1, 8))
         out.append(ctx.P("Predictions per class", ctx.s.h2))

@@ -22,7 +22,8 @@ from medig.checks import thresholds
 from medig.report.layout import ReportContext, fill, format_percent, table
 from medig.report.rows import ResultRow
 
-__all__ = ["agreement_chart", "heading_flags", "sanity_chart", "trust", "trust_figures"]
+__all__ = ["VERDICT_WORDS", "agreement_chart", "heading_flags", "sanity_chart", "thresholds_of",
+           "trust", "trust_figures", "trust_rows"]
 
 _GOOD = colors.HexColor("#dcefdc")
 _WARN = colors.HexColor("#fdecd8")
@@ -46,6 +47,11 @@ def _thresholds(ctx: ReportContext) -> dict[str, float]:
     out = dict(_DEFAULT_THRESHOLDS)
     out.update({k: float(v) for k, v in found.items() if _num(v) is not None})
     return out
+
+
+def thresholds_of(ctx: ReportContext) -> dict[str, float]:
+    """The trust checks' thresholds recorded in the manifest (defaults where it has none)."""
+    return _thresholds(ctx)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -118,10 +124,9 @@ _FILL = {"good": _GOOD, "warn": _WARN, "bad": _BAD, "none": _NONE}
 _WORD = {"good": "OK", "warn": "CHECK", "bad": "FAILED", "none": "NOT RUN"}
 
 
-def trust(ctx: ReportContext) -> list[Flowable]:
-    """The "Can the attributions be trusted?" block."""
+def trust_rows(ctx: ReportContext) -> list[tuple[str, str, str, str]]:
+    """The block's rows: (check, verdict ``good|warn|bad|none``, result, what it means)."""
     limits = _thresholds(ctx)
-    out: list[Flowable] = [CondPageBreak(250), ctx.heading("trust")]
     rows = [
         ("Completeness", *_completeness_row(ctx)),
         ("Baseline agreement", *_agreement_row(ctx, limits["baseline_agreement_min"])),
@@ -134,13 +139,25 @@ def trust(ctx: ReportContext) -> list[Flowable]:
     values = dict(tolerance=ctx.tol_text(), agreement_min=f"{limits['baseline_agreement_min']:.2f}",
                   similarity_max=f"{limits['randomisation_max_similarity']:.2f}",
                   baselines=" and ".join(names) if len(names) < 3 else ", ".join(names))
+    return [(name, verdict, result, " ".join(fill(ctx.t["text"][key], values).split()))
+            for name, verdict, result, key in rows]
+
+
+#: The verdict words of the block.
+VERDICT_WORDS = _WORD
+
+
+def trust(ctx: ReportContext) -> list[Flowable]:
+    """The "Can the attributions be trusted?" block."""
+    limits = _thresholds(ctx)
+    out: list[Flowable] = [CondPageBreak(250), ctx.heading("trust")]
     data: list[list[Any]] = [[ctx.P(h, ctx.s.cell_bold) for h in
                               ("Check", "Result", "What it means, what to do")]]
     style = []
-    for i, (name, verdict, result, key) in enumerate(rows, start=1):
+    for i, (name, verdict, result, means) in enumerate(trust_rows(ctx), start=1):
         data.append([[ctx.P(_WORD[verdict], ctx.s.cell_bold), ctx.P(name, ctx.s.cell)],
                      ctx.P(result, ctx.s.cell),
-                     ctx.P(" ".join(fill(ctx.t["text"][key], values).split()), ctx.s.small)])
+                     ctx.P(means, ctx.s.small)])
         style.append(("BACKGROUND", (0, i), (0, i), _FILL[verdict]))
     widths = [0.2 * ctx.fw, 0.34 * ctx.fw, 0.46 * ctx.fw]
     out.append(table(data, widths, extra=style))

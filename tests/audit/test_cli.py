@@ -126,6 +126,7 @@ def test_changed_settings_are_refused(audited, audit_folder, capsys):
         "black", "blur"]  # refused before anything was touched
 
 
+@pytest.mark.slow
 def test_force_reaudits_with_new_settings(audit_folder, tmp_path):
     out = tmp_path / "out"
     assert main(["audit", str(audit_folder), "--out", str(out), *BASE]) == EXIT_SOME_FILES_FAILED
@@ -205,6 +206,7 @@ def test_kill_and_resume_gives_the_same_results(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_jpeg_decoded_on_the_device_path_agrees(audit_folder, tmp_path):
     # The nvJPEG path (undecoded bytes to the main process, one batched decode) exercised on the
     # CPU decoder: same inputs audited, same predictions, scores within JPEG-decoder tolerance.

@@ -22,6 +22,7 @@ def _numbers(out):
             for r in read_results(out / "results.jsonl") if r["status"] == "ok"}
 
 
+@pytest.mark.slow
 def test_compiled_audit_matches_eager(audit_folder, tmp_path, monkeypatch):
     real = torch.compile
     graphs = []

@@ -57,6 +57,7 @@ def test_report_states_the_rule_in_the_method_note(default_audit):
     assert "allowed ±" in text  # per image: the gap beside the tolerance it was allowed
 
 
+@pytest.mark.slow
 def test_given_absolute_tolerance_and_logit_default(audit_folder, tmp_path):
     loose = tmp_path / "loose"
     main(["audit", str(audit_folder), "--out", str(loose), *BASE, "--completeness-atol", "0.05"])

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -72,6 +73,7 @@ def _dying_reader(real):
     return read
 
 
+@pytest.mark.slow
 def test_dead_or_hung_worker_becomes_an_error_row_not_a_hang(tmp_path, monkeypatch):
     # The DataLoader workers are forked, so they decode with the patched reader.
     monkeypatch.setattr(inputs_module, "decode_image_bytes",
@@ -122,6 +124,7 @@ def test_item_vanishing_between_discovery_and_stat(tmp_path, monkeypatch):
     assert item.rel == "ok.png" and item.size == 0
 
 
+@pytest.mark.slow
 def test_slow_but_live_worker_is_waited_for(tmp_path, monkeypatch):
     # The loader wakes up every poll interval to check its workers; waiting on after such a
     # wake-up must pick the batch up normally (a slow decode is not a hang).
@@ -153,6 +156,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_worker_that_cannot_share_memory_is_noticed_at_once(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

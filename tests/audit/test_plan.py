@@ -185,3 +185,40 @@ def test_a_plan_made_by_hand_records_the_values_as_given():
                      size=0)
     d = plan.settings_dict()
     assert d == {**settings.to_dict(), "weights_sha256": None, "model_metadata": {}}
+
+
+@pytest.mark.parametrize("change", [
+    {"device": "cpu"}, {"batch_size": 1}, {"workers": 0}, {"threads": 3},
+    {"overlay_scale": "image"}, {"percentile": 90.0}, {"template": "my.toml"},
+    {"sanity_sample": 0}, {"compile": True}, {"include_phi": True}, {"save_attributions": True},
+    {"weights": "other/path.pt"}, {"per_study": True}, {"jpeg_on_device": False},
+])
+def test_key_ignores_how_fast_or_how_shown(change):
+    settings = AuditSettings()
+    base = resolve(settings, _loaded())
+    other = resolve(dataclasses.replace(settings, **change), _loaded())
+    assert other.key() == base.key() and other.changed_from(base.settings_dict()) == []
+
+
+@pytest.mark.parametrize("change, changed", [
+    ({"max_steps": 64}, ["max_steps"]), ({"baselines": ("black",)}, ["baselines"]),
+    ({"graham": True}, ["graham"]), ({"quality": "off"}, ["quality"]),
+    ({"trust_checks": False}, ["trust_checks"]), ({"cross_check": ("occlusion",)}, ["cross_check"]),
+    ({"size": 256}, ["size"]), ({"mask_dilation": 3}, ["mask_dilation"]),
+    ({"path_dtype": "bfloat16"}, ["path_dtype"]), ({"target": "severe"}, ["target"]),
+    ({"completeness_tol": 0.05}, ["completeness_tol"]),
+    ({"output": "logit"}, ["output", "completeness_atol"]),  # the default tolerance follows it
+    ({"completeness_atol": 0.5}, ["completeness_atol"]),
+    ({"class_names": tuple("abcde")}, ["class_names"]),
+])
+def test_key_follows_every_setting_that_changes_the_numbers(change, changed):
+    settings = AuditSettings()
+    base = resolve(settings, _loaded())
+    other = resolve(dataclasses.replace(settings, **change), _loaded())
+    assert other.key() != base.key() and other.changed_from(base.settings_dict()) == changed
+
+
+def test_key_follows_the_weights_bytes_not_their_path():
+    other = _loaded()
+    other.weights_sha256 = "cd" * 32
+    assert resolve(AuditSettings(), other).key() != resolve(AuditSettings(), _loaded()).key()

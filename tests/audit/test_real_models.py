@@ -15,6 +15,8 @@ from medig.synthetic import generate
 from tests.models.checkpoint_forms import FORMS, GRADES, MEAN, STD
 
 SPECS = ["torchvision:resnet18", "torchvision:swin_t", "torchvision:convnext_tiny"]
+#: The large architectures run in the full suite only (``-m "not slow"`` keeps resnet18).
+SPEC_PARAMS = [SPECS[0], *(pytest.param(s, marks=pytest.mark.slow) for s in SPECS[1:])]
 FAST = ["--baseline", "black", "--max-steps", "48", "--batch-size", "2", "--workers", "0",
         "--quiet"]
 #: What each form lacks, given on the command line.
@@ -62,7 +64,7 @@ def check_group_audit(out, members=("moderate", "severe", "proliferative")):
     return rows, manifest
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
 @pytest.mark.parametrize("form", FORMS)
 def test_audit_each_form_with_flags_only(zoo, fundus, tmp_path, spec, form):
     weights = zoo.path(spec, form)
@@ -82,6 +84,7 @@ def test_audit_each_form_with_flags_only(zoo, fundus, tmp_path, spec, form):
     assert manifest["model_metadata"]["target_source"] == "argument"
 
 
+@pytest.mark.slow
 def test_vit_with_model_arguments(zoo, fundus, tmp_path):
     from tests.models.checkpoint_forms import save_form
 
@@ -95,6 +98,7 @@ def test_vit_with_model_arguments(zoo, fundus, tmp_path):
     check_group_audit(out)
 
 
+@pytest.mark.slow
 def test_timm_models(fundus, tmp_path):
     pytest.importorskip("timm")
     from medig.models.architectures import build_architecture

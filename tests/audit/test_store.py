@@ -14,6 +14,7 @@ from medig.audit.store import (
     output_name,
     parse_row_path,
     printable,
+    record_key,
     row_path,
     unreadable_key,
 )
@@ -108,9 +109,12 @@ def test_printable_and_records_with_undecodable_text(tmp_path):
     text = "cannot read " + os.fsdecode(b"caf\xff.jpg")
     assert printable(text) == "cannot read caf\\xff.jpg"
     store = WorkStore(tmp_path)
-    store.save("k", {"status": "error", "error": text})  # used to raise UnicodeEncodeError
-    assert store.load("k")["error"] == text
-    json.loads((tmp_path / ".medig" / "records" / "k.json").read_bytes())
+    key = record_key("f" * 64, "settings")
+    record = {"sha256": "f" * 64, "status": "error", "error": text, "frames": []}
+    # used to raise UnicodeEncodeError
+    store.save(key, record, key_sha256="f" * 64, settings_key="settings")
+    assert store.load(key)["error"] == text
+    json.loads((tmp_path / ".medig" / "records" / f"{key}.json").read_bytes())
 
 
 def test_unreadable_inputs_never_share_a_key():

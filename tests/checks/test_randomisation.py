@@ -69,6 +69,7 @@ def test_medig_ig_on_the_demo_model_passes(fundus, demo) -> None:
     assert result.stage_similarity[0] > result.stage_similarity[-1]  # the cascade destroys more
 
 
+@pytest.mark.slow
 def test_default_arguments_give_the_audits_verdict_on_a_fundus(fundus, demo) -> None:
     # Without a field of view the black corners' tied cells dominate the ranks, and IG on the
     # demo model would fail; by default the check finds the field of view as the audit does.

@@ -33,6 +33,7 @@ def fuzz_run(tmp_path_factory):
     return corpus, made, cases, report
 
 
+@pytest.mark.slow
 def test_fuzz_property_holds(fuzz_run):
     _corpus, made, cases, report = fuzz_run
     assert report.files == len(made) + len(cases)
@@ -41,6 +42,7 @@ def test_fuzz_property_holds(fuzz_run):
     assert report.max_seconds <= 20 and report.max_extra_mb <= 2048
 
 
+@pytest.mark.slow
 def test_hand_made_cases_get_their_rows_in_the_fuzz_audit(fuzz_run):
     _corpus, _made, cases, report = fuzz_run
     from medig.audit.store import parse_row_path

@@ -119,6 +119,7 @@ def _read_in_subprocess(path, timeout: float = 20.0) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_fifo_is_refused_without_being_opened(tmp_path):
     import os
 

@@ -54,6 +54,7 @@ def test_load_demo(demo):
     assert load_model is medig.load_model
 
 
+@pytest.mark.slow
 def test_demo_model_accuracy_on_fresh_images(demo):
     from medig.preprocess import FundusPreprocess
     from medig.synthetic import generate

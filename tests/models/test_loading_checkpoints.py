@@ -11,13 +11,15 @@ from medig.models import ModelArgumentError, ModelLoadError, load_model
 from tests.models.checkpoint_forms import FORMS, GRADES, MEAN, STD, save_form
 
 SPECS = ["torchvision:resnet18", "torchvision:swin_t", "torchvision:convnext_tiny"]
+#: The large architectures run in the full suite only (``-m "not slow"`` keeps resnet18).
+SPEC_PARAMS = [SPECS[0], *(pytest.param(s, marks=pytest.mark.slow) for s in SPECS[1:])]
 
 
 def _normalised(x: torch.Tensor) -> torch.Tensor:
     return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", SPEC_PARAMS)
 @pytest.mark.parametrize("form", FORMS)
 def test_every_form_loads_the_same_network(zoo, spec, form):
     # Only what the file lacks is given as arguments (as the CLI flags would).

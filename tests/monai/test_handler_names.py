@@ -17,7 +17,7 @@ from PIL import Image
 
 from medig.audit import read_results
 from medig.audit.store import output_name, parse_row_path
-from medig.monai import FundusPreprocessd, IntegratedGradientsHandler
+from medig.monai import IntegratedGradientsHandler, PreprocessFundusd
 from tests.monai.conftest import SIZE, asymmetric_photo
 
 NAMES = [b"caf\xff.png", "a\u2028b#1%.png".encode(), b"plain.png"]
@@ -34,7 +34,7 @@ def test_handler_rows_take_any_file_name(model, tmp_path):
         files.append(os.fsdecode(path))
     transform = Compose([
         LoadImaged("image", reader=PILReader(), image_only=True), EnsureChannelFirstd("image"),
-        FundusPreprocessd("image", size=SIZE, reverse_indexing=True),
+        PreprocessFundusd("image", size=SIZE, reverse_indexing=True),
     ])
     loader = DataLoader(Dataset([{"image": f, "label": 0} for f in files], transform),
                         batch_size=2, num_workers=0)

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import EncapsulatedPDFStorage, SecondaryCaptureImageStorage
 
+from medig.pacs.send import CONTEXTS
 from medig.synthetic import generate
 from tests.io.conftest import PHI, build_dicom
 
@@ -92,7 +92,7 @@ class StorageSCP:
 
     def start(self) -> StorageSCP:
         ae = AE(ae_title=self.aet)
-        for context in (SecondaryCaptureImageStorage, EncapsulatedPDFStorage):
+        for context in CONTEXTS:
             ae.add_supported_context(context)
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,
                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
@@ -194,7 +194,9 @@ def shift_clock(monkeypatch: pytest.MonkeyPatch, delta: datetime.timedelta) -> N
     """Every clock an audit and its DICOM objects read (the run's start and end, highdicom's
     dates) runs ``delta`` ahead from now on."""
     import highdicom.base
+    import highdicom.base_content
     import highdicom.sc.sop
+    import highdicom.sr.sop
 
     import medig.audit.manifest
     import medig.audit.pipeline
@@ -209,7 +211,7 @@ def shift_clock(monkeypatch: pytest.MonkeyPatch, delta: datetime.timedelta) -> N
 
     shim = types.SimpleNamespace(**{**vars(datetime), "datetime": Later})
     for module in (medig.audit.pipeline, medig.audit.manifest, medig.pacs.send, highdicom.base,
-                   highdicom.sc.sop):
+                   highdicom.sc.sop, highdicom.sr.sop, highdicom.base_content):
         monkeypatch.setattr(module, "datetime", shim)
 
 

@@ -18,6 +18,7 @@ from medig.pacs.objects import overlay_capture, read_source, study_document
 from tests.io.conftest import PHI, build_dicom, rgb_fundus
 from tests.pacs.conftest import TINY_ARGS, StorageSCP, make_studies, with_raw_name
 from tests.pacs.test_objects import DCIODVFY, dciodvfy_errors
+from tests.pacs.test_sr import ROW, report, segmentation
 
 KOREAN = (b"Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7="  # PS3.5 I.2
           b"\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf")
@@ -84,6 +85,8 @@ def test_every_readable_character_set_gives_objects_with_the_source_name(tmp_pat
         "sc.dcm": overlay_capture(source, rgb_fundus(20, 30), frame=None, laterality="R",
                                   output_key="k", instance_number=1, derivation="IG test"),
         "pdf.dcm": study_document([source], b"%PDF-1.4\n%%EOF\n", output_key="k"),
+        "sr.dcm": report(source),
+        "seg.dcm": segmentation(source),
     }
     for file, ds in objects.items():
         ds.save_as(tmp_path / file, enforce_file_format=True)
@@ -103,7 +106,8 @@ def test_text_that_cannot_be_copied_with_certainty_is_refused_without_quoting_it
     source = read_source(write_source(tmp_path / f"{stem}.dcm", charset, raw))
     for build in (lambda: overlay_capture(source, rgb_fundus(20, 30), frame=None, laterality="R",
                                           output_key="k", instance_number=1, derivation="x"),
-                  lambda: study_document([source], b"%PDF-1.4\n", output_key="k")):
+                  lambda: study_document([source], b"%PDF-1.4\n", output_key="k"),
+                  lambda: report(source), lambda: segmentation(source)):
         with pytest.raises(UncopyableText) as caught:
             build()
         assert why in str(caught.value)
@@ -125,6 +129,25 @@ def test_medig_text_the_source_set_cannot_hold_switches_the_object_to_utf8(tmp_p
     assert str(back.PatientName) == "Müller^Jürgen"
 
 
+def test_class_names_the_source_set_cannot_hold_switch_the_report_to_utf8(tmp_path):
+    """A class named in Greek, a Latin-1 source: the report is written in UTF-8 and gives the
+    name back, and the patient's name stays as the source has it."""
+    from medig.pacs import read_sr
+
+    source = read_source(write_source(tmp_path / "l.dcm", "ISO_IR 100", "Müller^Jürgen".encode(
+        "latin-1")))
+    row = {**ROW, "predicted": "αμφιβληστροειδοπάθεια", "target": "αμφιβληστροειδοπάθεια",
+           "probabilities": {"αμφιβληστροειδοπάθεια": 0.9}}
+    report(source, row).save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    back = pydicom.dcmread(tmp_path / "sr.dcm")
+    assert back.SpecificCharacterSet == "ISO_IR 192"
+    assert str(back.PatientName) == "Müller^Jürgen"
+    assert read_sr(tmp_path / "sr.dcm")["predicted"] == row["predicted"]
+    if DCIODVFY is not None:
+        assert dciodvfy_errors(tmp_path / "sr.dcm") == []
+
+
+@pytest.mark.slow
 def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, caplog, capsys):
     """Sources in every set the reader audits, two studies of plain sources and one source that
     cannot be copied: each source gets its objects and is sent, but that one (one line)."""
@@ -153,19 +176,22 @@ def test_one_character_set_never_stops_the_dicom_output_of_the_others(tmp_path, 
     rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
     made = {p.relative_to(out / "dicom").as_posix() for p in dicom_objects(out)}
     expected_sources = ["patient0_0.dcm", "patient0_1.dcm", *(f"{s[0]}.dcm" for s in SOURCES[:4])]
-    assert made == ({f"overlays/{n}.dcm" for n in expected_sources}
+    assert made == ({f"{kind}/{n}.dcm" for n in expected_sources
+                     for kind in ("overlays", "sr", "maps")}
                     | {f"studies/{rows[n]['study']}.dcm" for n in expected_sources})
     objects = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p)
                for p in dicom_objects(out)}
     assert set(stored) == set(objects)  # everything that was made was sent
     names = Counter(str(ds.PatientName) for ds in stored.values())
     for _, _, _, name in SOURCES[:4]:
-        assert names[name] >= 2  # its overlay and its study's PDF, in the archive
-    japanese = pydicom.dcmread(out / "dicom" / "overlays" / "japanese.dcm.dcm")
-    assert str(japanese.PatientName) == SOURCES[0][3]
-    assert japanese.SpecificCharacterSet == ["", "ISO 2022 IR 87"]
+        assert names[name] >= 4  # its overlay, report, map and its study's PDF, in the archive
+    for kind in ("overlays", "sr", "maps"):
+        japanese = pydicom.dcmread(out / "dicom" / kind / "japanese.dcm.dcm")
+        assert str(japanese.PatientName) == SOURCES[0][3]
+        assert japanese.SpecificCharacterSet == ["", "ISO 2022 IR 87"]
 
 
+@pytest.mark.slow
 def test_dicom_out_alone_still_exits_0_when_every_set_is_copied(tmp_path):
     root = tmp_path / "in"
     root.mkdir()

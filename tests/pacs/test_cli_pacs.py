@@ -11,11 +11,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
 from medig.audit import read_results
 from medig.cli import EXIT_NOT_SENT, EXIT_OK, EXIT_USAGE, main
+from medig.pacs import read_sr
 from medig.pacs.export import dicom_objects
 from medig.pacs.send import SENT_LOG, read_log
 from tests.io.conftest import PHI
@@ -79,7 +81,8 @@ def test_one_overlay_per_dicom_image_and_one_pdf_per_dicom_study(run, caplog):
     names = sorted(p.relative_to(out / "dicom").as_posix() for p in objects)
     rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
     studies = {rows[f"patient{s}_0.dcm"]["study"] for s in (0, 1)}
-    assert names == sorted([f"overlays/patient{s}_{k}.dcm.dcm" for s in (0, 1) for k in (0, 1)]
+    assert names == sorted([f"{kind}/patient{s}_{k}.dcm.dcm" for s in (0, 1) for k in (0, 1)
+                            for kind in ("overlays", "sr", "maps")]
                            + [f"studies/{s}.dcm" for s in studies])
     for s in (0, 1):
         sources = [pydicom.dcmread(run["in"] / f"patient{s}_{k}.dcm") for k in (0, 1)]
@@ -95,6 +98,32 @@ def test_one_overlay_per_dicom_image_and_one_pdf_per_dicom_study(run, caplog):
         assert {i.ReferencedSOPInstanceUID for i in doc.SourceInstanceSequence} == {
             s.SOPInstanceUID for s in sources}
         assert doc.StudyInstanceUID == sources[0].StudyInstanceUID
+
+
+def test_each_dicom_image_has_a_report_of_its_row_and_an_evidence_map(run):
+    out = run["out"]
+    rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
+    for s in (0, 1):
+        for k in (0, 1):
+            name = f"patient{s}_{k}.dcm"
+            row, src = rows[name], pydicom.dcmread(run["in"] / name)
+            back = read_sr(out / "dicom" / "sr" / f"{name}.dcm")
+            for key in ("score", "baseline_score", "delta", "relative_error", "n_steps"):
+                assert back[key] == row[key], (name, key)
+            assert back.get("map_error") == row.get("map_error")
+            assert back["predicted"] == row["predicted"]
+            assert back["trust_flags"] == row["trust_flags"]
+            assert back["sanity_check"] == "passed"
+            sr = pydicom.dcmread(out / "dicom" / "sr" / f"{name}.dcm")
+            seg = pydicom.dcmread(out / "dicom" / "maps" / f"{name}.dcm")
+            for ds in (sr, seg):
+                assert ds.StudyInstanceUID == src.StudyInstanceUID
+                assert ds.PatientID == src.PatientID
+            assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+            assert (seg.Rows, seg.Columns) == (src.Rows, src.Columns)  # the source's grid
+            assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]\
+                .ReferencedSOPInstanceUID == src.SOPInstanceUID
+            assert back["map_threshold"] > 0 and np.asarray(seg.pixel_array).any()
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (dicom3tools) is not installed")
@@ -142,7 +171,7 @@ def test_rerun_changes_nothing_and_sends_nothing(run, capsys):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in dicom_objects(out)} == before
     assert (out / "dicom" / SENT_LOG).read_bytes() == log and len(server.received) == n
     printed = capsys.readouterr()
-    assert "dicom: 6 objects" in printed.out
+    assert "dicom: 14 objects" in printed.out
     for value in PHI.values():
         assert value not in printed.out + printed.err
 
@@ -167,8 +196,8 @@ def test_unreachable_pacs_exits_4_and_keeps_everything(run, tmp_path, capsys, ca
     code = audit(run["in"], out, "--dicom-out", "--include-phi", "--send", "NOBODY@127.0.0.1:9")
     assert code == EXIT_NOT_SENT
     err = capsys.readouterr().err
-    assert "6 DICOM object(s) not acknowledged by NOBODY@127.0.0.1:9" in err
-    assert len(dicom_objects(out)) == 6 and (out / "report.pdf").is_file()
+    assert "14 DICOM object(s) not acknowledged by NOBODY@127.0.0.1:9" in err
+    assert len(dicom_objects(out)) == 14 and (out / "report.pdf").is_file()
     assert waits == [2.0, 4.0, 8.0, 16.0]  # retried with backoff before giving up
     assert not [r for r in caplog.records if r.name.startswith("pynetdicom")]  # no noise
 
@@ -193,13 +222,13 @@ def test_kill_during_sending_then_rerun_acknowledges_each_object_once(run, tmp_p
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         partial = acks(out)
-        assert 2 <= sum(partial.values()) < 6  # killed while sending
+        assert 2 <= sum(partial.values()) < 14  # killed while sending
         server.delay_s = 0
         assert subprocess.run(cmd, cwd=ROOT, env=env).returncode == EXIT_OK
         objects = {str(pydicom.dcmread(p).SOPInstanceUID) for p in dicom_objects(out)}
         assert acks(out) == Counter(dict.fromkeys(objects, 1))  # exactly once each
         assert set(server.stored()) == objects  # filed once by SOP Instance UID
-        assert len(list(server.folder.glob("*.dcm"))) == 6
+        assert len(list(server.folder.glob("*.dcm"))) == 14
         # what the first run had acknowledged was not sent again
         assert Counter(server.received) - Counter(dict.fromkeys(objects, 1)) <= Counter(
             {u: 1 for u in objects if u not in partial})
@@ -207,6 +236,7 @@ def test_kill_during_sending_then_rerun_acknowledges_each_object_once(run, tmp_p
         server.stop()
 
 
+@pytest.mark.slow
 def test_real_archive_files_each_object_once(run, tmp_path):
     """Orthanc when installed (REST checks); otherwise pynetdicom's storage SCP."""
     out = tmp_path / "copy"
@@ -242,6 +272,7 @@ def test_real_archive_files_each_object_once(run, tmp_path):
         archive.stop()
 
 
+@pytest.mark.slow
 def test_names_that_row_paths_escape_still_find_their_dicom(tmp_path):
     """Row paths percent-escape '%' and '#': the export and the study ids read the file itself."""
     make_studies(tmp_path / "in", n_studies=1)

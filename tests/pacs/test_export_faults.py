@@ -36,6 +36,7 @@ def refusing_one_patient(monkeypatch):
     monkeypatch.setattr(export, "overlay_capture", overlay_capture)
 
 
+@pytest.mark.slow
 def test_a_refused_source_costs_only_its_own_objects_and_the_rest_is_sent(
         tmp_path, refusing_one_patient, caplog, capsys):
     make_studies(tmp_path / "in", n_studies=3)
@@ -56,12 +57,13 @@ def test_a_refused_source_costs_only_its_own_objects_and_the_rest_is_sent(
     rows = {r["path"]: r for r in read_results(out / "results.jsonl")}
     made = sorted(p.relative_to(out / "dicom").as_posix() for p in dicom_objects(out))
     good = [f"patient{s}_{k}.dcm" for s in (0, 2) for k in (0, 1)]
-    assert made == sorted([f"overlays/{n}.dcm" for n in good]
+    assert made == sorted([f"{kind}/{n}.dcm" for n in good for kind in ("overlays", "sr", "maps")]
                           + [f"studies/{rows[f'patient{s}_0.dcm']['study']}.dcm" for s in (0, 2)])
     assert set(stored) == {str(pydicom.dcmread(p).SOPInstanceUID) for p in dicom_objects(out)}
     assert BAD_PATIENT not in {str(ds.PatientID) for ds in stored.values()}
 
 
+@pytest.mark.slow
 def test_a_source_that_fails_later_keeps_its_earlier_objects(tmp_path, monkeypatch, caplog):
     """Nothing already written is lost: the objects of a source that now fails stay on disk."""
     make_studies(tmp_path / "in", n_studies=2)
@@ -95,3 +97,26 @@ def test_a_full_disk_is_one_plain_line(tmp_path, monkeypatch, capsys):
     assert (out / "results.jsonl").is_file() and (out / "report.pdf").is_file()
     assert dicom_objects(out) == []
     assert not [p for p in (out / "dicom").rglob("*") if p.is_file()]  # no temporary left
+
+
+def test_stored_work_without_the_crop_box_costs_only_the_map(tmp_path, caplog):
+    """Work stored by an older medig (no crop box): each image gets its overlay and report, one
+    line says why it has no map, and its map of an earlier run stays."""
+    import numpy as np
+
+    make_studies(tmp_path / "in", n_studies=1)
+    out = tmp_path / "out"
+    assert audit(tmp_path / "in", out) == 0
+    maps = {p: p.read_bytes() for p in (out / "dicom" / "maps").iterdir()}
+    for arrays in (out / ".medig" / "arrays").iterdir():
+        with np.load(arrays) as data:
+            kept = {k: data[k] for k in data.files if k not in ("box", "source_shape")}
+        np.savez_compressed(arrays, **kept)
+    caplog.clear()
+    assert audit(tmp_path / "in", out) == EXIT_NOT_SENT
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no DICOM")]
+    assert len(lines) == 2 and all(line.startswith("no DICOM evidence map for patient0_")
+                                   and "re-audit with --force" in line for line in lines)
+    assert {p: p.read_bytes() for p in (out / "dicom" / "maps").iterdir()} == maps
+    made = {p.relative_to(out / "dicom").parts[0] for p in dicom_objects(out)}
+    assert made == {"overlays", "sr", "maps", "studies"}

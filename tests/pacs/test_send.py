@@ -155,3 +155,36 @@ def test_a_line_cut_by_a_crash_does_not_hide_the_next(objects, scp):
     send_objects(objects[:1], folder, parse_destination(scp.destination))
     lines = (folder / SENT_LOG).read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["status"] == "acknowledged"
+
+
+def test_a_damaged_send_log_line_does_not_stop_a_later_send(objects, scp, caplog):
+    # One byte that is not UTF-8 in one line used to make every later --send fail. The damaged
+    # line is ignored (its object is sent again, under the same SOP Instance UID); the others
+    # still count, so acknowledged objects are not sent twice.
+    import logging
+
+    folder = objects[0].parent
+    dest = parse_destination(scp.destination)
+    assert send_objects(objects[:2], folder, dest).complete
+    log = folder / SENT_LOG
+    first, second = log.read_bytes().splitlines()
+    damaged = second.replace(b'"status"', b'"st\xffatus"')
+    log.write_bytes(first + b"\n" + damaged + b"\n" + b'{"cut by a cra')
+    n = len(scp.received)
+    with caplog.at_level(logging.WARNING, logger="medig"):
+        result = send_objects(objects, folder, dest)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "medig"]
+    assert len(warnings) == 1 and "1 damaged line" in warnings[0]  # the cut line is silent
+    assert result.complete and result.already == 1 and result.acknowledged == len(objects) - 1
+    assert len(scp.received) == n + len(objects) - 1  # the first object is not sent again
+    assert acknowledged(log, dest) == {uid(p) for p in objects}
+
+
+@pytest.mark.parametrize("entry", [[], {"destination": 5, "sop_instance_uid": "1.2",
+                                         "status": "acknowledged"}, "text", None])
+def test_send_log_lines_that_are_no_entries_are_ignored(tmp_path, entry):
+    log = tmp_path / SENT_LOG
+    good = {"destination": "P@h:1", "sop_instance_uid": "1.2.3", "status": "acknowledged"}
+    log.write_text(json.dumps(entry) + "\n" + json.dumps(good) + "\n")
+    assert read_log(log) == [good]
+    assert acknowledged(log, "P@h:1") == {"1.2.3"}

@@ -111,6 +111,7 @@ def test_listed_non_fundus_images_are_never_gradeable():
     assert "texture" in result.reasons[list(images).index("coffee")][0]
 
 
+@pytest.mark.slow
 def test_every_bundled_example_is_gradeable():
     frames = [(f"{p.name}#{k}", fr.pixels) for p in sorted(EXAMPLES.rglob("*"))
               if p.suffix in (".jpg", ".png", ".tif", ".dcm") and "masks" not in p.parts
@@ -133,6 +134,7 @@ def circles(degradation_base) -> torch.Tensor:
     return detect_fov_circles(degradation_base)
 
 
+@pytest.mark.slow
 def test_verdicts_on_declared_degradations_are_right(degradation_base, circles):
     right = total = 0
     wrong = []

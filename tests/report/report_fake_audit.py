@@ -92,11 +92,12 @@ def write_audit(
         "device": "cpu",
         "started": "2025-03-01T09:15:00+00:00",
         "finished": "2025-03-01T09:20:00+00:00",
-        "counts": {
+        "status": "complete",
+        "counts": {  # as medig audit counts them
             "total": len(rows),
-            "ok": len(ok),
-            "error": len(rows) - len(ok),
-            "flagged": sum(1 for r in rows if r.get("flagged")),
+            "ok": sum(r["status"] == "ok" for r in rows),
+            "error": sum(r["status"] == "error" for r in rows),
+            "flagged": sum(r["status"] == "ok" and r.get("flagged") is True for r in rows),
         },
         "cohort_clip": clip,
         "world_size": 1,

@@ -151,6 +151,7 @@ assert load_template()["report"]["page_size"] == "A4"
 """
 
 
+@pytest.mark.slow
 def test_python_3_10_reads_templates_with_tomli():
     root = Path(__file__).resolve().parents[2]
     project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]

@@ -19,7 +19,7 @@ from medig.audit.finalise import FinishedAudit
 from medig.audit.inputs import _mask_file, _read_mask
 from medig.audit.localisation import localisation
 from medig.audit.records import round_float
-from medig.audit.store import WorkStore, parse_row_path
+from medig.audit.store import DamagedWorkError, WorkStore, parse_row_path
 from medig.preprocess import crop_boxes
 from medig.report.rows import ResultRow
 
@@ -53,11 +53,18 @@ def stored_localisation(store: WorkStore, key: str, frame: int, mask_path: Path,
     Returns
     -------
     dict or None
-        :data:`LOCALISATION_FIELDS`; None when the frame's stored arrays are missing, unreadable,
-        or were written without the crop box (by an older medig).
+        :data:`LOCALISATION_FIELDS`; None when the stored arrays do not give a usable crop box.
+
+    Raises
+    ------
+    DamagedWorkError
+        The frame's stored arrays are missing, unreadable or lack a member (written by an older
+        medig): the audit computes the input again.
     """
+    arrays = store.load_arrays(key, frame, *_ARRAYS)
+    if arrays is None:  # damaged (or from an older medig): the audit computes it again
+        raise DamagedWorkError([key])
     try:
-        arrays = store.load_arrays(key, frame, *_ARRAYS)
         shape = tuple(int(v) for v in arrays["source_shape"])
         box = torch.from_numpy(np.asarray(arrays["box"], dtype=np.float32)).reshape(1, 4)
         amap = torch.from_numpy(arrays["attr_map"].astype(np.float32)) * float(arrays["attr_scale"])

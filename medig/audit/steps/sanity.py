@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from medig.audit.finalise import FinishedAudit
-from medig.audit.store import parse_row_path
+from medig.audit.store import DamagedWorkError, parse_row_path
 from medig.checks import DEFAULT_CELL, checks_manifest, randomisation_test, thresholds
 from medig.checks.randomisation import DEFAULT_MAX_STAGES, DEFAULT_SANITY_STEPS
-from medig.utils import atomic_write
+from medig.utils import atomic_write, read_json_file
 
 __all__ = ["SANITY_SEED", "SanityCheck"]
 
@@ -66,13 +66,16 @@ class SanityCheck:
              DEFAULT_CELL, thresholds.RANDOMISATION_MAX_SIMILARITY]).encode()).hexdigest()[:16]
         path = audit.store.root / "sanity.json"
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("key") == stamp:
-                return stored["result"]
-        except (OSError, ValueError, KeyError):
-            pass
+            stored = read_json_file(path)
+        except (FileNotFoundError, ValueError):  # absent or damaged: computed again
+            stored = None
+        if isinstance(stored, dict) and stored.get("key") == stamp and isinstance(
+                stored.get("result"), dict):
+            return stored["result"]
         try:
             result = self._run(audit, sample, keys)
+        except DamagedWorkError:  # the audit recomputes those images, then runs this again
+            raise
         except Exception as error:  # noqa: BLE001 - the audit's results must still be written
             log.warning("sanity check could not run: %s: %s", type(error).__name__, error)
             return {"status": "not run", "reason": f"{type(error).__name__}: "
@@ -85,6 +88,8 @@ class SanityCheck:
         images, fovs = [], []
         for key, frame in keys:
             arrays = audit.store.load_arrays(key, frame, "image", "fov")
+            if arrays is None:
+                raise DamagedWorkError([key])
             images.append(torch.from_numpy(np.ascontiguousarray(arrays["image"])))
             fovs.append(torch.from_numpy(np.ascontiguousarray(arrays["fov"])).bool())
         device = audit.device
