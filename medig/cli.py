@@ -193,8 +193,8 @@ def _settings(args: argparse.Namespace) -> AuditSettings:
     from medig.audit import AuditSettings
 
     return AuditSettings(
-        model=args.model, weights=args.weights, class_names=list(args.classes or []),
-        target=args.target, baselines=list(args.baseline),
+        model=args.model, weights=args.weights, class_names=tuple(args.classes or ()),
+        target=args.target, baselines=tuple(args.baseline),
         completeness_tol=args.completeness_tol, completeness_atol=args.completeness_atol,
         max_steps=args.max_steps, size=args.size, graham=args.graham, output=args.output,
         device=args.device, batch_size=args.batch_size, workers=max(0, args.workers),
@@ -206,7 +206,7 @@ def _settings(args: argparse.Namespace) -> AuditSettings:
         path_dtype=None if args.path_dtype == "float32" else args.path_dtype,
         per_study=args.per_study, dicom_out=args.dicom_out, send=args.send,
         calling_aet=args.calling_aet, sanity_sample=args.sanity_sample,
-        cross_check=list(args.cross_check), trust_checks=not args.no_trust_checks)
+        cross_check=tuple(args.cross_check), trust_checks=not args.no_trust_checks)
 
 
 def _run_audit(args: argparse.Namespace) -> int:

@@ -274,8 +274,8 @@ def _integrate(
             else:
                 open_images.append(i)
     for i in open_images:  # the gradient at the inputs, known from another baseline's path
-        if end is not None and end[i] is not None:
-            value, grad = end[i]
+        if end is not None and (known := end[i]) is not None:
+            value, grad = known
             nodes[i][1.0] = _Node(1.0, value, float((grad * diff[i]).sum()), grad)
     todo = [(i, a) for i in open_images for a in grid if a not in nodes[i]]
     for (i, a), node in zip(todo, evaluate(todo)):

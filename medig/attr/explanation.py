@@ -17,8 +17,8 @@ class Explanation:
     ----------
     attributions : Tensor
         ``(N, C, H, W)`` attributions (averaged over the baselines).
-    target : Tensor
-        ``(N,)`` class index explained for each image.
+    target : Tensor or None
+        ``(N,)`` class index explained for each image; None for a model with a single output.
     score : Tensor
         ``(N,)`` F(x): the explained output at the input.
     baseline_score : Tensor
@@ -52,7 +52,7 @@ class Explanation:
     """
 
     attributions: Tensor
-    target: Tensor
+    target: Tensor | None
     score: Tensor
     baseline_score: Tensor
     delta: Tensor

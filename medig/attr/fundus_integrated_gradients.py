@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -81,7 +81,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         self.baselines = baselines
 
     # ------------------------------------------------------------------ Captum's contract
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Any,
         baselines: Any = None,
@@ -130,7 +130,7 @@ class FundusIntegratedGradients(IntegratedGradients):
     def explain(
         self,
         inputs: Tensor,
-        target: int | Tensor | list[int] | ClassGroup | None = None,
+        target: int | Tensor | Sequence[int] | ClassGroup | None = None,
         baselines: BaselineSpec | None = None,
         completeness_tol: float | None = 0.01,
         max_steps: int = 512,
@@ -148,7 +148,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         ----------
         inputs : Tensor
             ``(N, C, H, W)`` images in [0, 1] (float32 or float64).
-        target : int, list, Tensor, ClassGroup or None
+        target : int, sequence of int, Tensor, ClassGroup or None
             Output index per image; None explains the predicted (arg-max) class. A
             :class:`~medig.ClassGroup` explains the summed probability of its classes (the
             forward must return probabilities); the result is then a ``GroupExplanation``.

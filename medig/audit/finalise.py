@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from medig.audit.store import (
 )
 from medig.report import build_report
 from medig.report.html import build_html
+from medig.report.rows import ResultRow
 from medig.utils import atomic_write, read_json_file
 from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
@@ -68,7 +69,7 @@ class AuditSummary:
     mean_steps: float | None = None
     report: Path | None = None
     html: Path | None = None  # the cohort browser, report.html
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class FinishedAudit:
     out_dir: Path
     plan: AuditPlan
     items: Sequence[AuditInput]
-    rows: list[dict[str, Any]]  # final result rows, in output order
+    rows: list[ResultRow]  # final result rows, in output order
     store: WorkStore
     key_of: dict[str, str]  # record key of each input, by relative path
     model: nn.Module | None  # the classifier on ``device`` (None when only reports are rebuilt)
@@ -290,8 +291,8 @@ def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[Au
 
 
 def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] | None],
-                sha_of: dict[str, str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+                sha_of: dict[str, str]) -> list[ResultRow]:
+    rows: list[ResultRow] = []
     for it in items:
         record = records[it.rel]
         if record is None:
@@ -303,9 +304,10 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
             continue
         for frame_row in record["frames"]:
             name, rel_png = _frame_name(it, frame_row)
-            row = {k: v for k, v in frame_row.items() if k != "frame"}
-            row.update(path=name, sha256=sha_of[it.rel],
-                       overlay=rel_png if row.get("status", "ok") == "ok" else None)
+            # A stored frame row is a result row (JSON in the work store) and its frame index.
+            row = cast(ResultRow, {k: v for k, v in frame_row.items() if k != "frame"})
+            row.update({"path": name, "sha256": sha_of[it.rel],
+                        "overlay": rel_png if row.get("status", "ok") == "ok" else None})
             rows.append(row)
     return rows
 

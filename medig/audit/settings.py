@@ -16,7 +16,7 @@ __all__ = ["NUMERIC_SETTINGS", "AuditSettings", "settings_problem"]
 #: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
 #: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
 #: in them. Their values are the plan's (as resolved): see :meth:`AuditPlan.numeric`.
-NUMERIC_SETTINGS = (
+NUMERIC_SETTINGS: tuple[str, ...] = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
     "mean", "std", "model_args",  # normalisation and constructor arguments in effect

@@ -394,7 +394,10 @@ class WorkStore:
 
     def save_arrays(self, key: str, frame: int, **arrays: np.ndarray) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays, **{_OWNER: np.array(f"{key}-{frame}")})
+        # As Any: numpy's stub would let **kwds fill its allow_pickle argument
+        members: dict[str, Any] = arrays
+        owner: dict[str, Any] = {_OWNER: np.array(f"{key}-{frame}")}
+        np.savez_compressed(buffer, **members, **owner)
         atomic_write(self.array_path(key, frame), buffer.getvalue())
 
     def load_arrays(self, key: str, frame: int, *names: str,
@@ -407,6 +410,7 @@ class WorkStore:
         a name, holds an array of the wrong kind, or belongs to other work.
         """
         path = self.array_path(key, frame)
+        problem: str | None
         try:
             with open_regular(path) as fh, np.load(fh, allow_pickle=False) as data:
                 owner = str(data[_OWNER]) if _OWNER in data.files else None

@@ -161,9 +161,9 @@ def _rule_short(ctx: ReportContext) -> str:
 
 def completeness(ctx: ReportContext) -> list[Flowable]:
     errs = [
-        float(r["relative_error"])
+        float(rel)
         for r in ctx.data.ok
-        if isinstance(r.get("relative_error"), (int, float))
+        if isinstance(rel := r.get("relative_error"), (int, float))
     ]
     out: list[Flowable] = [CondPageBreak(230), ctx.heading("completeness")]
     out += ctx.text("completeness_intro", **rule_values(ctx.data.manifest, ctx.tol_text()))
@@ -183,7 +183,7 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
         else 0.5 * (errs_sorted[len(errs_sorted) // 2 - 1] + errs_sorted[len(errs_sorted) // 2])
     )
     steps = [
-        int(r["n_steps"]) for r in ctx.data.ok if isinstance(r.get("n_steps"), (int, float))
+        int(n) for r in ctx.data.ok if isinstance(n := r.get("n_steps"), (int, float))
     ]
     line = (
         f"Median relative error {format_percent(median)}, largest {format_percent(max(errs))}"
@@ -192,9 +192,10 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
         line += f"; integration steps per image: {min(steps)} to {max(steps)}"
     out.append(ctx.P(line + ".", ctx.s.small))
     if ctx.tol is not None and atol_of(ctx.data.manifest) is not None:
+        tol = ctx.tol
         within = sum(1 for r in ctx.data.ok if r.get("flagged") is False
-                     and isinstance(r.get("relative_error"), (int, float))
-                     and r["relative_error"] > ctx.tol)
+                     and isinstance(rel := r.get("relative_error"), (int, float))
+                     and rel > tol)
         if within:
             out += ctx.text("completeness_absolute", n=within,
                             **rule_values(ctx.data.manifest, ctx.tol_text()))
@@ -248,12 +249,12 @@ def localisation(ctx: ReportContext) -> list[Flowable]:
     ok = ctx.data.ok
     out: list[Flowable] = [CondPageBreak(120), ctx.heading("localisation")]
     out += ctx.text("localisation_intro")
-    hits = [r["pointing_hit"] for r in ok if isinstance(r.get("pointing_hit"), bool)]
+    hits = [hit for r in ok if isinstance(hit := r.get("pointing_hit"), bool)]
     pairs = [
-        (r["mask_mass_fraction"], r["mask_area_fraction"])
+        (mass_share, area_share)
         for r in ok
-        if isinstance(r.get("mask_mass_fraction"), (int, float))
-        and isinstance(r.get("mask_area_fraction"), (int, float))
+        if isinstance(mass_share := r.get("mask_mass_fraction"), (int, float))
+        and isinstance(area_share := r.get("mask_area_fraction"), (int, float))
     ]
     rows: list[list[Any]] = []
     if hits:

@@ -20,6 +20,7 @@ from reportlab.platypus import CondPageBreak, Flowable, Table, TableStyle
 
 from medig.checks import thresholds
 from medig.report.layout import ReportContext, fill, format_percent, table
+from medig.report.rows import ResultRow
 
 __all__ = ["VERDICT_WORDS", "agreement_chart", "heading_flags", "sanity_chart", "thresholds_of",
            "trust", "trust_figures", "trust_rows"]
@@ -266,7 +267,7 @@ def _short_names(stages: list[str], n: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ per image
-def trust_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def trust_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """Baseline agreement, faithfulness and occlusion agreement of one image, when measured."""
     limits = _thresholds(ctx)
     f: list[tuple[str, str]] = []
@@ -291,7 +292,7 @@ def trust_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]
     return f
 
 
-def heading_flags(r: dict[str, Any]) -> str:
+def heading_flags(r: ResultRow) -> str:
     """Trust flags for an image's heading, other than "incomplete" (shown as FLAGGED already)."""
     flags = [f for f in (r.get("trust_flags") or []) if f != "incomplete"]
     return f"  \u2014  check: {', '.join(flags)}" if flags else ""

@@ -38,6 +38,7 @@ class StoreArrays:
 
     def __call__(self, batch: ImageBatch) -> None:
         expl = batch.explanation
+        assert expl is not None  # Explain ran
         attributions = expl.attributions
         # each baseline's own map, for the browser's per-baseline overlays (one baseline: its
         # map is the averaged one, so nothing more is stored)
@@ -51,6 +52,8 @@ class StoreArrays:
     def _store(self, batch: ImageBatch, j: int, attributions: Tensor,
                extra: dict[str, np.ndarray]) -> None:
         s = self.ctx.settings
+        assert (batch.maps is not None and batch.fov is not None and batch.images is not None
+                and batch.boxes is not None)  # Preprocess and Explain ran
         amap = batch.maps[j].detach().float().cpu().numpy()
         scale = float(np.abs(amap).max()) or 1.0
         fov = batch.fov[j].cpu().numpy()

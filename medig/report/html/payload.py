@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from medig.report.data import AuditData
+from medig.report.rows import ResultRow
 from medig.visualize import side_by_side
 
 __all__ = ["COLUMNS", "baseline_views", "json_for_script", "payload", "row_flags"]
@@ -31,7 +32,7 @@ _ALWAYS = {"path", "status", "error", "overlay", "predicted", "probability", "ta
 OVERLAY_GAP = int(inspect.signature(side_by_side).parameters["gap"].default)
 
 
-def row_flags(r: dict[str, Any]) -> list[str]:
+def row_flags(r: ResultRow) -> list[str]:
     """The row's trust flags, "incomplete" first when the completeness rule was not met."""
     flags = [str(f) for f in (r.get("trust_flags") or [])]
     if r.get("flagged") is True and "incomplete" not in flags:
@@ -39,11 +40,11 @@ def row_flags(r: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _probability(r: dict[str, Any]) -> float | None:
-    probs = r.get("probabilities")
-    if not isinstance(probs, dict) or r.get("predicted") is None:
+def _probability(r: ResultRow) -> float | None:
+    probs, predicted = r.get("probabilities"), r.get("predicted")
+    if not isinstance(probs, dict) or predicted is None:
         return None
-    value = probs.get(r["predicted"])
+    value = probs.get(predicted)
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -58,7 +59,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _value(r: dict[str, Any], key: str) -> Any:
+def _value(r: ResultRow, key: str) -> Any:
     if key == "probability":
         return _probability(r)
     if key == "flags":
