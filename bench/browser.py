@@ -19,7 +19,7 @@ as data: URLs would add per image.
 
 Usage::
 
-    python bench/html.py [--sizes 1000 10000] [--reps 3] [--results bench/RESULTS.md]
+    python bench/browser.py [--sizes 1000 10000] [--reps 3] [--results bench/RESULTS.md]
 """
 from __future__ import annotations
 
@@ -34,9 +34,6 @@ from pathlib import Path
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
-# This file's name shadows the standard library's html package when bench/ is first on the path
-# (as it is for ``python bench/html.py``): put bench/ last.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path += [str(BENCH), str(BENCH.parent / "tests" / "report")]
 
 import browser_kit  # noqa: E402
@@ -198,7 +195,7 @@ def main() -> None:
     ap.add_argument("--results")
     args = ap.parse_args()
     if browser_kit.missing():
-        sys.exit(f"bench/html.py: {browser_kit.missing()}")
+        sys.exit(f"bench/browser.py: {browser_kit.missing()}")
     from medig.report.html import build_html
 
     info = machine()
@@ -225,7 +222,8 @@ def main() -> None:
                              "none" if not errors else "; ".join(errors)[:80]])
     own = {size: _baseline_cost(size) for size in (256, 512)}
     inline = len(png512) * 4 / 3
-    lines = header("html (cohort browser)", "python bench/html.py " + " ".join(sys.argv[1:]), info)
+    lines = header("html (cohort browser)", "python bench/browser.py " + " ".join(sys.argv[1:]),
+                   info)
     lines += [f"Median of {args.reps} fresh headless Chromium {', '.join(sorted(browsers))} "
               f"starts per size (viewport "
               "1366x768), page opened from file://. usable / all rows / load: ms from navigation "
