@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -270,9 +271,13 @@ def _open_out_dir(out: Path, plan: AuditPlan, force: bool, ctx: DistContext,
     started_iso = broadcast(ctx, started.isoformat(timespec="seconds"))
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_manifest(out, plan, started=started_iso, status="running",
-                       device=str(device), world_size=ctx.world_size)
-        store.save_settings(plan.key(), plan.numeric())
+        saved = store.load_settings()
+        kept = saved.get("first_started") if saved and saved.get("key") == plan.key() else None
+        path = write_manifest(out, plan, started=started_iso, status="running",
+                              device=str(device), world_size=ctx.world_size,
+                              first_started=kept if isinstance(kept, str) else None)
+        first = json.loads(path.read_text(encoding="utf-8"))["first_started"]
+        store.save_settings(plan.key(), plan.numeric(), first_started=first)
     return store, started_iso
 
 

@@ -428,9 +428,12 @@ class WorkStore:
             return None
         return arrays
 
-    def save_settings(self, settings_key: str, settings: dict[str, Any]) -> None:
-        """Record the numeric settings of the work stored here (the manifest's backup)."""
-        atomic_write(self.settings_path, json.dumps({"key": settings_key, "settings": settings}))
+    def save_settings(self, settings_key: str, settings: dict[str, Any],
+                      first_started: str | None = None) -> None:
+        """Record the numeric settings of the work stored here and when the audit's first run
+        started (the manifest's backup: study pages and DICOM objects are dated by it)."""
+        atomic_write(self.settings_path, json.dumps({"key": settings_key, "settings": settings,
+                                                     "first_started": first_started}))
 
     def load_settings(self) -> dict[str, Any] | None:
         """What :meth:`save_settings` stored (``{"key", "settings"}``); None if absent or invalid

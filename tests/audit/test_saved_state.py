@@ -302,3 +302,26 @@ def test_unreadable_inputs_alone_do_not_recompute_their_batch(tmp_path):
     again = run_audit([folder], tmp_path / "out", settings(), progress=False)
     assert first.computed == 5 and again.computed == 1  # only the FIFO
     assert next(r for r in again.rows if r["path"] == "b_pipe.jpg")["status"] == "error"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_study_pages_keep_the_first_runs_date_when_the_manifest_is_lost(tmp_path, damage) -> None:
+    """The pages (and so the Encapsulated PDFs sent to a PACS) are dated by the audit's first run;
+    the work store keeps that date too, so a lost manifest does not re-date them."""
+    import time
+
+    folder = make_audit_folder(tmp_path / "in", n=2, seed=11)
+    out = tmp_path / "out"
+    _audit(folder, out, "--per-study")
+    first = json.loads((out / "manifest.json").read_text())["first_started"]
+    pages = {p.name: p.read_bytes() for p in (out / "studies").glob("*.pdf")}
+    assert pages
+    manifest = out / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_bytes(b"\xff garbage")
+    time.sleep(1.1)  # a later second: a page dated by this run would differ
+    _audit(folder, out, "--per-study")
+    assert json.loads(manifest.read_text())["first_started"] == first
+    assert {p.name: p.read_bytes() for p in (out / "studies").glob("*.pdf")} == pages
