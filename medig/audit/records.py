@@ -39,8 +39,8 @@ SIGNIFICANT_DIGITS = 6
 #: Column order of ``results.jsonl`` and ``results.csv``.
 RESULT_FIELDS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
-    "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
-    "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
+    "target", "target_index", "score", "baseline_score", "delta", "relative_error", "map_error",
+    "n_steps", "flagged", "flag_reason", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
     # study (keyed hash, never the UID) and where laterality and study came from
     "study", "study_source", "laterality_source",
     "target_members",  # the classes whose summed probability a group target explains
@@ -109,6 +109,7 @@ def explanation_rows(
     target = (explanation.target.cpu().tolist() if explanation.target is not None
               else predicted)
     flagged = explanation.flagged.cpu().tolist()
+    reasons = explanation.flag_reasons
 
     def floats(t: Tensor) -> list[float | None]:
         return [round_float(v) for v in t.detach().double().cpu().tolist()]
@@ -116,6 +117,9 @@ def explanation_rows(
     score, base, delta, rel = (floats(explanation.score), floats(explanation.baseline_score),
                                floats(explanation.delta), floats(explanation.relative_error))
     steps = explanation.n_steps.cpu().tolist()
+    map_error = (floats(explanation.map_error) if explanation.map_error is not None
+                 else [None] * n)
+    map_error = [None if v is None or math.isnan(v) else v for v in map_error]
     abs_tol = (floats(explanation.abs_tol) if explanation.abs_tol is not None
                else [None] * n)
     rows = []
@@ -129,8 +133,10 @@ def explanation_rows(
             target=class_names[target[i]],
             target_index=int(target[i]),
             score=score[i], baseline_score=base[i], delta=delta[i], relative_error=rel[i],
+            map_error=map_error[i],
             n_steps=int(steps[i]),
             flagged=bool(flagged[i]),
+            flag_reason=reasons[i],
             overlay=overlays[i] if overlays else None,
             abs_tol=abs_tol[i],
         )
