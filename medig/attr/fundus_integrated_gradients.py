@@ -55,7 +55,8 @@ class FundusIntegratedGradients(IntegratedGradients):
       ``fov_mean``, a :class:`~medig.baselines.ReferenceSet` of healthy images, any registered
       name or callable), and lists of them whose attributions are averaged;
     - completeness statistics per image (:meth:`explain`);
-    - steps chosen per image until a completeness tolerance holds (:meth:`explain`);
+    - steps chosen per image until a completeness tolerance holds and the map's estimated error
+      is within ``map_tol`` (:meth:`explain`);
     - input-only gradients (no parameter gradients), working inside ``torch.no_grad()``;
     - automatic chunking of the path points to free memory, halving on out-of-memory.
 
@@ -165,13 +166,14 @@ class FundusIntegratedGradients(IntegratedGradients):
         max_steps : int
             Most gradient evaluations per image and baseline.
         method : str
-            ``"adaptive"`` (default): nested, completeness-driven bisection of the path (see
-            :mod:`medig.attr.adaptive`), starting with the midpoint alone (1 evaluation, accepted
-            when the path is linear), then the ends and quarter points (the gradient at the input
-            is shared by all baselines); it met the
-            tolerance with several times fewer evaluations than Gauss-Legendre on the ReLU CNNs we
-            measured, because it puts nodes only where the path is non-linear and stops each
-            image separately. A Captum method name
+            ``"adaptive"`` (default): nested bisection of the path driven by completeness and by
+            the map's error estimate (see :mod:`medig.attr.adaptive`), starting with the midpoint
+            and the quarter points (3 evaluations, accepted when the path is straight and the map
+            settled), then the ends (the gradient at the input is shared by all baselines). It
+            puts nodes only where the path is non-linear and stops each image separately; at
+            equal map accuracy it needed fewer evaluations than the cheapest sufficient
+            Gauss-Legendre grid on the models measured (bench/RESULTS.md, map accuracy), by a
+            margin that depends on the model. A Captum method name
             (``"gausslegendre"``, ``"riemann_trapezoid"``, ...) runs Captum's own quadrature,
             starting at ``n_steps`` and doubling for the images not yet within tolerance.
         internal_batch_size : int, "auto" or None
