@@ -137,7 +137,7 @@ def plot(records: list[dict], path: str) -> None:
         ax.scatter(max(r["estimate"], 1e-4), max(r["truth"], 1e-4),
                    marker=markers.get(r["model"], "x"), s=18, alpha=0.7,
                    color=colours[r["config"]], edgecolors="none")
-    lim = (1e-3, 1.0)
+    lim = (1e-3, 3.0)
     ax.plot(lim, lim, "k-", lw=0.8, label="truth = estimate")
     ax.plot(lim, [1.5 * v for v in lim], "k--", lw=0.8, label="truth = 1.5 x estimate")
     ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim,
@@ -159,7 +159,8 @@ def report(records: list[dict], summaries: list[dict], args, info) -> list[str]:
     cmd = "python bench/map_error.py " + " ".join(sys.argv[1:])
     lines = header("map accuracy", cmd, info)
     ok = [r for r in records if r["truth"] <= 1.5 * r["estimate"]]
-    lines += [f"Synthetic fundus images at {args.size} px (small inputs: CPU), {args.n} per model; "
+    sizes = "; ".join(f"{s['model']} {s['size']} px, {s['n']} images" for s in summaries)
+    lines += [f"Synthetic fundus images (small inputs, CPU): {sizes}; "
               f"reference Gauss-Legendre {args.ref_steps} steps per baseline; softmax probability "
               "of the predicted class; completeness 1% with a 0.001 floor, max_steps 256.", "",
               f"Estimator validation: truth <= 1.5 x estimate on **{len(ok)}/{len(records)} "
