@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The column order of results.jsonl and results.csv: a file format, fixed.
 COLUMNS = (
     "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
-    "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
-    "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
+    "target", "target_index", "score", "baseline_score", "delta", "relative_error", "map_error",
+    "n_steps", "flagged", "flag_reason", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
     "study", "study_source", "laterality_source", "target_members", "abs_tol",
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
     "random_deletion_auc", "occlusion_agreement", "trust_flags",

@@ -38,8 +38,8 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings,
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
              if summary.mean_steps is not None else "")
     lines = [(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
-              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for "
-              f"incomplete attribution, {summary.errors} could not be read"),
+              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged "
+              f"(completeness or map accuracy not met), {summary.errors} could not be read"),
              trust_line(summary.rows, read_manifest(summary.out_dir) or {})]
     if settings.quality != "off":
         q = quality_counts(summary.rows)

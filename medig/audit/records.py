@@ -92,6 +92,7 @@ def explanation_rows(
     target = (explanation.target.cpu().tolist() if explanation.target is not None
               else predicted)
     flagged = explanation.flagged.cpu().tolist()
+    reasons = explanation.flag_reasons
 
     def floats(t: Tensor) -> list[float | None]:
         return [round_float(v) for v in t.detach().double().cpu().tolist()]
@@ -99,6 +100,9 @@ def explanation_rows(
     score, base, delta, rel = (floats(explanation.score), floats(explanation.baseline_score),
                                floats(explanation.delta), floats(explanation.relative_error))
     steps = explanation.n_steps.cpu().tolist()
+    map_error = (floats(explanation.map_error) if explanation.map_error is not None
+                 else [None] * n)
+    map_error = [None if v is None or math.isnan(v) else v for v in map_error]
     abs_tol = (floats(explanation.abs_tol) if explanation.abs_tol is not None
                else [None] * n)
     rows = []
@@ -112,9 +116,9 @@ def explanation_rows(
             "target": class_names[target[i]],
             "target_index": int(target[i]),
             "score": score[i], "baseline_score": base[i], "delta": delta[i],
-            "relative_error": rel[i],
+            "relative_error": rel[i], "map_error": map_error[i],
             "n_steps": int(steps[i]),
-            "flagged": bool(flagged[i]),
+            "flagged": bool(flagged[i]), "flag_reason": reasons[i],
             "overlay": overlays[i] if overlays else None,
             "abs_tol": abs_tol[i],
         })

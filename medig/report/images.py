@@ -25,6 +25,7 @@ from medig.report.layout import FLAG_BG, ReportContext, format_number, format_pe
 from medig.report.quality import quality_figures, quality_tag
 from medig.report.rows import ResultRow
 from medig.report.targets import overlay_caption, prediction_text, probability_table
+from medig.report.tolerance import map_error_of, map_tol_of
 from medig.report.trust import heading_flags, trust_figures
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path"]
@@ -86,6 +87,14 @@ def completeness_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, st
     else:
         f.append(("Completeness gap", format_number(r.get("delta"))))
         f.append(("Relative error", f"{format_percent(r.get('relative_error'))}: {verdict}"))
+    error = map_error_of(r)
+    if error is not None:
+        reason = r.get("flag_reason") or ""
+        verdict = ("NOT MET (flagged)" if "map accuracy" in reason
+                   else ("met" if r.get("flagged") is not None else "unknown"))
+        allowed = map_tol_of(ctx.data.manifest)
+        f.append(("Map error (estimated)", f"{format_percent(error, 1)}"
+                  + (f" (allowed {format_percent(allowed, 0)}): {verdict}" if allowed else "")))
     f.append(("Integration steps", str(r.get("n_steps", "n/a"))))
     return f
 
@@ -154,8 +163,11 @@ def image_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
 def image_block(ctx: ReportContext, r: ResultRow, max_img_h: float) -> Flowable:
     flagged = r.get("flagged") is True
     title = r["path"]
+    reason = r.get("flag_reason") or "completeness"
+    not_met = ", ".join(([] if reason == "map accuracy" else ["incomplete attribution"])
+                        + (["map accuracy not met"] if "map accuracy" in reason else []))
     tag = (
-        "  \u2014  FLAGGED: incomplete attribution"
+        f"  \u2014  FLAGGED: {not_met}"
         if flagged
         else ("  \u2014  NOT READ" if r.get("status") not in ("ok", "skipped") else "")
     ) + quality_tag(r)

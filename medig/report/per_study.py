@@ -56,6 +56,7 @@ from medig.report.layout import (
 from medig.report.quality import quality_figures
 from medig.report.rows import ResultRow
 from medig.report.template import resolve_template
+from medig.report.tolerance import accuracy_phrase, map_error_of
 from medig.utils import atomic_write
 from medig.visualize import legend_strip, png_bytes
 
@@ -136,10 +137,14 @@ def _plain(value: Any) -> str:
 def _completeness_figure(ctx: ReportContext, row: ResultRow) -> list[tuple[str, str]]:
     """Completeness in one line: whether the overlay adds up, which is what a clinician acts on."""
     error = format_percent(row.get("relative_error"))
+    accurate = accuracy_phrase(map_error_of(row))
     if row.get("flagged") is True:
-        return [("Attribution", f"INCOMPLETE (relative error {error}): do not rely on it")]
+        reason = row.get("flag_reason") or "completeness"
+        return [("Attribution", f"NOT RELIABLE ({reason} not met; relative error {error}): "
+                                "do not rely on it")]
     if row.get("flagged") is False:
-        return [("Attribution", f"complete (relative error {error})")]
+        return [("Attribution", f"complete (relative error {error})"
+                 + (f", {accurate}" if accurate else ""))]
     return []
 
 

@@ -39,8 +39,10 @@ class ResultRow(TypedDict, total=False):
     baseline_score: float | None  # F(x')
     delta: float | None  # completeness gap: sum of attributions - (F(x) - F(x'))
     relative_error: float | None  # |delta| / |F(x) - F(x')|
+    map_error: float | None  # estimated relative L2 error of the map (the map-accuracy rule)
     n_steps: int | None
-    flagged: bool | None  # incomplete attribution (the completeness rule)
+    flagged: bool | None  # completeness or map accuracy not met
+    flag_reason: str | None  # which: "completeness", "map accuracy" or both
     overlay: str | None  # PNG path inside the output folder
     pointing_hit: bool | None  # lesion-mask localisation (None without a mask)
     mask_mass_fraction: float | None

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Batch step: Integrated Gradients with per-image steps until completeness holds."""
+"""Batch step: Integrated Gradients with per-image steps until completeness and map accuracy hold."""
 from __future__ import annotations
 
 from medig.attr.precision import path_dtype
@@ -22,6 +22,6 @@ class Explain:
         explanation = self.ctx.ig.explain(
             batch.images, target=batch.target, completeness_tol=s.completeness_tol,
             max_steps=s.max_steps, method=s.method,
-            completeness_atol=atol, path_dtype=path_dtype(s.path_dtype))
+            completeness_atol=atol, path_dtype=path_dtype(s.path_dtype), map_tol=s.map_tol)
         batch.explanation = explanation
         batch.maps = attribution_map(explanation.attributions.detach())
