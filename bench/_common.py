@@ -33,6 +33,7 @@ MODELS = {
     "resnet50": ("torchvision ResNet-50, weights=None, 2 classes, ImageNet normalisation folded in", 512),
     "resnet18-trained": ("torchvision ResNet-18 trained a few minutes on synthetic fundus "
                          "(bench/_trained.py), ImageNet normalisation folded in", 128),
+    "swin_t": ("torchvision Swin-T, weights=None, 2 classes, ImageNet normalisation folded in", 224),
 }
 
 

@@ -95,6 +95,10 @@ def _audit_parser(sub: argparse._SubParsersAction) -> None:
                    help="absolute completeness tolerance, in units of the explained output: an "
                         "image is complete when |delta| <= max(ATOL, TOL * |F(x) - F(x')|) "
                         "(default: 0.001 for --output probability, 1e-6 (float noise) for logit)")
+    g.add_argument("--map-tol", type=_map_tol, default=0.05, metavar="TOL",
+                   help="most estimated relative L2 error of each map: an image is refined until "
+                        "completeness holds and this estimate is within TOL (default 0.05; "
+                        "'none': completeness alone)")
     g.add_argument("--max-steps", type=int, default=256, metavar="N",
                    help="most gradient evaluations per image and baseline (default 256)")
     g.add_argument("--size", type=int, default=0, metavar="PX",
@@ -184,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _map_tol(text: str) -> float | None:
+    """``--map-tol``: a number, or ``none`` for completeness alone."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
 def _error(message: str) -> None:
     print(f"medig: error: {message}", file=sys.stderr)
 
@@ -193,10 +207,10 @@ def _settings(args: argparse.Namespace) -> AuditSettings:
     from medig.audit import AuditSettings
 
     return AuditSettings(
-        model=args.model, weights=args.weights, class_names=list(args.classes or []),
-        target=args.target, baselines=list(args.baseline),
+        model=args.model, weights=args.weights, class_names=tuple(args.classes or ()),
+        target=args.target, baselines=tuple(args.baseline),
         completeness_tol=args.completeness_tol, completeness_atol=args.completeness_atol,
-        max_steps=args.max_steps, size=args.size, graham=args.graham, output=args.output,
+        map_tol=args.map_tol, max_steps=args.max_steps, size=args.size, graham=args.graham, output=args.output,
         device=args.device, batch_size=args.batch_size, workers=max(0, args.workers),
         threads=max(0, args.threads), masks=args.masks, include_phi=args.include_phi,
         save_attributions=args.save_attributions, overlay_scale=args.overlay_scale,
@@ -206,7 +220,7 @@ def _settings(args: argparse.Namespace) -> AuditSettings:
         path_dtype=None if args.path_dtype == "float32" else args.path_dtype,
         per_study=args.per_study, dicom_out=args.dicom_out, send=args.send,
         calling_aet=args.calling_aet, sanity_sample=args.sanity_sample,
-        cross_check=list(args.cross_check), trust_checks=not args.no_trust_checks)
+        cross_check=tuple(args.cross_check), trust_checks=not args.no_trust_checks)
 
 
 def _run_audit(args: argparse.Namespace) -> int:

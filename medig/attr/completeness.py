@@ -18,6 +18,7 @@ from torch import Tensor
 
 __all__ = [
     "ABSOLUTE_FLOOR",
+    "MAP_TOL",
     "PROBABILITY_ATOL",
     "absolute_tolerance",
     "completeness_delta",
@@ -37,6 +38,11 @@ ABSOLUTE_FLOOR = 1e-6
 #: overlays it produces differ from fully converged ones by less than they differ between two
 #: converged quadratures of the same image.
 PROBABILITY_ATOL = 1e-3
+
+#: Most estimated relative L2 error of a map (``explain(map_tol=...)``, ``--map-tol``): completeness
+#: is one number in which pixel errors of opposite sign cancel, so the adaptive schedule also
+#: stops each image on an error estimate of the whole map (:mod:`medig.attr.adaptive`).
+MAP_TOL = 0.05
 
 
 def default_atol(output: str) -> float:

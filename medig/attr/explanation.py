@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 __all__ = ["Explanation"]
@@ -17,8 +18,8 @@ class Explanation:
     ----------
     attributions : Tensor
         ``(N, C, H, W)`` attributions (averaged over the baselines).
-    target : Tensor
-        ``(N,)`` class index explained for each image.
+    target : Tensor or None
+        ``(N,)`` class index explained for each image; None for a model with a single output.
     score : Tensor
         ``(N,)`` F(x): the explained output at the input.
     baseline_score : Tensor
@@ -49,10 +50,16 @@ class Explanation:
     baseline_inputs : list of Tensor
         The baseline images, in the order of ``baselines`` (numbers broadcast to ``(N, C, H, W)``),
         so that checks needing e.g. the blurred image reuse it instead of recomputing it.
+    map_error : Tensor or None
+        ``(N,)`` the estimated relative L2 error of each map (over pixels, relative to the map's
+        norm), from the adaptive schedule's nested levels; NaN where there is no estimate (Captum
+        methods, a fixed grid of odd length).
+    map_tol : float or None
+        The most ``map_error`` the rule allowed (None: completeness alone).
     """
 
     attributions: Tensor
-    target: Tensor
+    target: Tensor | None
     score: Tensor
     baseline_score: Tensor
     delta: Tensor
@@ -66,6 +73,8 @@ class Explanation:
     abs_tol: Tensor | None = None
     completeness_atol: float | None = None
     baseline_inputs: list[Tensor] = field(default_factory=list)
+    map_error: Tensor | None = None
+    map_tol: float | None = None
 
     def baseline_input(self, name: str) -> Tensor | None:
         """The baseline image named ``name`` (e.g. ``"blur"``), or None if it was not used."""
@@ -74,9 +83,28 @@ class Explanation:
         return None
 
     @property
+    def map_ok(self) -> Tensor:
+        """``(N,)`` bool: whether ``map_error <= map_tol`` (all True without a ``map_tol``)."""
+        if self.map_tol is None or self.map_error is None:
+            return torch.ones_like(self.converged, dtype=torch.bool)
+        return (self.map_error <= self.map_tol).to(self.converged.device)
+
+    @property
     def flagged(self) -> Tensor:
-        """``(N,)`` bool: images whose attribution did not meet the completeness tolerance."""
-        return ~self.converged
+        """``(N,)`` bool: images whose attribution did not meet the completeness tolerance or
+        the map accuracy (see :attr:`flag_reasons`)."""
+        return ~self.converged | ~self.map_ok
+
+    @property
+    def flag_reasons(self) -> list[str | None]:
+        """Per image, why it is flagged: ``"completeness"``, ``"map accuracy"``,
+        ``"completeness and map accuracy"``, or None."""
+        out: list[str | None] = []
+        for complete, accurate in zip(self.converged.cpu().tolist(), self.map_ok.cpu().tolist()):
+            reasons = [r for r, ok in (("completeness", complete), ("map accuracy", accurate))
+                       if not ok]
+            out.append(" and ".join(reasons) or None)
+        return out
 
     def __len__(self) -> int:
         return self.attributions.shape[0]

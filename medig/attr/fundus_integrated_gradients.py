@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -15,6 +15,7 @@ from medig.attr.chunking import auto_chunk_size, is_out_of_memory
 from medig.attr.class_group import ClassGroup, GroupExplanation
 from medig.attr.completeness import (
     ABSOLUTE_FLOOR,
+    MAP_TOL,
     absolute_tolerance,
     completeness_delta,
     relative_error,
@@ -54,7 +55,8 @@ class FundusIntegratedGradients(IntegratedGradients):
       ``fov_mean``, a :class:`~medig.baselines.ReferenceSet` of healthy images, any registered
       name or callable), and lists of them whose attributions are averaged;
     - completeness statistics per image (:meth:`explain`);
-    - steps chosen per image until a completeness tolerance holds (:meth:`explain`);
+    - steps chosen per image until a completeness tolerance holds and the map's estimated error
+      is within ``map_tol`` (:meth:`explain`);
     - input-only gradients (no parameter gradients), working inside ``torch.no_grad()``;
     - automatic chunking of the path points to free memory, halving on out-of-memory.
 
@@ -81,7 +83,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         self.baselines = baselines
 
     # ------------------------------------------------------------------ Captum's contract
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Any,
         baselines: Any = None,
@@ -130,7 +132,7 @@ class FundusIntegratedGradients(IntegratedGradients):
     def explain(
         self,
         inputs: Tensor,
-        target: int | Tensor | list[int] | ClassGroup | None = None,
+        target: int | Tensor | Sequence[int] | ClassGroup | None = None,
         baselines: BaselineSpec | None = None,
         completeness_tol: float | None = 0.01,
         max_steps: int = 512,
@@ -141,6 +143,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         *,
         completeness_atol: float = ABSOLUTE_FLOOR,
         path_dtype: torch.dtype | None = None,
+        map_tol: float | None = MAP_TOL,
     ) -> Explanation:
         """Attributions for a batch with per-image completeness statistics.
 
@@ -148,7 +151,7 @@ class FundusIntegratedGradients(IntegratedGradients):
         ----------
         inputs : Tensor
             ``(N, C, H, W)`` images in [0, 1] (float32 or float64).
-        target : int, list, Tensor, ClassGroup or None
+        target : int, sequence of int, Tensor, ClassGroup or None
             Output index per image; None explains the predicted (arg-max) class. A
             :class:`~medig.ClassGroup` explains the summed probability of its classes (the
             forward must return probabilities); the result is then a ``GroupExplanation``.
@@ -163,13 +166,14 @@ class FundusIntegratedGradients(IntegratedGradients):
         max_steps : int
             Most gradient evaluations per image and baseline.
         method : str
-            ``"adaptive"`` (default): nested, completeness-driven bisection of the path (see
-            :mod:`medig.attr.adaptive`), starting with the midpoint alone (1 evaluation, accepted
-            when the path is linear), then the ends and quarter points (the gradient at the input
-            is shared by all baselines); it met the
-            tolerance with several times fewer evaluations than Gauss-Legendre on the ReLU CNNs we
-            measured, because it puts nodes only where the path is non-linear and stops each
-            image separately. A Captum method name
+            ``"adaptive"`` (default): nested bisection of the path driven by completeness and by
+            the map's error estimate (see :mod:`medig.attr.adaptive`), starting with the midpoint
+            and the quarter points (3 evaluations, accepted when the path is straight and the map
+            settled), then the ends (the gradient at the input is shared by all baselines). It
+            puts nodes only where the path is non-linear and stops each image separately; at
+            equal map accuracy it needed fewer evaluations than the cheapest sufficient
+            Gauss-Legendre grid on the models measured (bench/RESULTS.md, map accuracy), by a
+            margin that depends on the model. A Captum method name
             (``"gausslegendre"``, ``"riemann_trapezoid"``, ...) runs Captum's own quadrature,
             starting at ``n_steps`` and doubling for the images not yet within tolerance.
         internal_batch_size : int, "auto" or None
@@ -189,6 +193,13 @@ class FundusIntegratedGradients(IntegratedGradients):
             under autocast in that dtype (GPUs). Completeness is still checked in float32 against
             the float32 scores, and images that miss the tolerance are integrated again in float32
             (their ``n_steps`` count both passes).
+        map_tol : float or None
+            Most estimated relative L2 error of each image's map (averaged over the baselines),
+            default 0.05: the adaptive method refines an image until its completeness rule holds
+            **and** this estimate (``map_error``, from nested quadrature levels, see
+            :mod:`medig.attr.adaptive`) is within ``map_tol``; an image that reaches
+            ``max_steps`` first is flagged. None: completeness alone. The Captum methods give no
+            map estimate (``map_error`` is NaN) and ignore it.
 
         Returns
         -------
@@ -199,7 +210,7 @@ class FundusIntegratedGradients(IntegratedGradients):
             explanation = grouped.explain(
                 inputs, None, baselines, completeness_tol, max_steps, method, internal_batch_size,
                 additional_forward_args, n_steps, completeness_atol=completeness_atol,
-                path_dtype=path_dtype)
+                path_dtype=path_dtype, map_tol=map_tol)
             return GroupExplanation.of(explanation, target)
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("explain expects a batched input tensor (N, C, H, W)")
@@ -209,6 +220,8 @@ class FundusIntegratedGradients(IntegratedGradients):
             raise ValueError("completeness_tol must be positive (or None)")
         if not (completeness_atol >= 0 and math.isfinite(completeness_atol)):
             raise ValueError("completeness_atol must be a finite number >= 0")
+        if map_tol is not None and not (map_tol > 0 and math.isfinite(map_tol)):
+            raise ValueError("map_tol must be a positive number (or None)")
         if path_dtype is not None and method != "adaptive":
             raise ValueError("path_dtype needs method='adaptive'")
         # Leave inference mode for the whole call: tensors made inside it cannot enter autograd.
@@ -216,13 +229,14 @@ class FundusIntegratedGradients(IntegratedGradients):
             inputs = inputs.clone() if inputs.is_inference() else inputs.detach()
             return self._explain(inputs, target, baselines, completeness_tol, max_steps, method,
                                  internal_batch_size, additional_forward_args, n_steps,
-                                 completeness_atol, path_dtype)
+                                 completeness_atol, path_dtype, map_tol)
 
     def _explain(
         self, inputs: Tensor, target: Any, baselines: BaselineSpec | None,
         completeness_tol: float | None, max_steps: int, method: str,
         internal_batch_size: int | str | None, additional_forward_args: Any, n_steps: int,
         completeness_atol: float = ABSOLUTE_FLOOR, path_dtype: torch.dtype | None = None,
+        map_tol: float | None = MAP_TOL,
     ) -> Explanation:
         spec = self.baselines if baselines is None else baselines
         resolved, names = make_baselines(spec, inputs)
@@ -244,30 +258,34 @@ class FundusIntegratedGradients(IntegratedGradients):
         chunk = self._initial_chunk(inputs, internal_batch_size)
         per_baseline: list[Tensor] = []
         total_steps = torch.zeros(inputs.shape[0], dtype=torch.long)
-        end = None  # F and gradient at the inputs: the same for every baseline's path
+        map_error = torch.full((inputs.shape[0],), math.nan, dtype=torch.float64)
         with input_gradients_only(self.forward_func):
-            for k, base in enumerate(base_list):
-                if method == "adaptive":
-                    # Without a tolerance: one uniform trapezoid pass of n_steps segments.
-                    fixed = completeness_tol is None
-                    result = adaptive_path_integral(
-                        self.forward_func, inputs, base, target_t, abs_tol,
-                        n_steps + 1 if fixed else max_steps, chunk,
-                        initial_segments=n_steps if fixed else None,
-                        additional_forward_args=additional_forward_args,
-                        path_dtype=path_dtype, endpoint_values=(base_scores[k], score), end=end)
-                    chunk, end = result.chunk_size, result.end
-                    attr = result.integrated_grads
-                    if self.multiplies_by_inputs:
-                        attr = attr * (inputs - base)
-                    steps = result.n_evals
-                else:
+            if method == "adaptive":
+                # All baselines together: the map rule is on their averaged map, and the gradient
+                # at the input is evaluated once for all of them. Without a tolerance: one uniform
+                # trapezoid pass of n_steps segments per baseline.
+                fixed = completeness_tol is None
+                result = adaptive_path_integral(
+                    self.forward_func, inputs, base_list, target_t, abs_tol,
+                    n_steps + 1 if fixed else max_steps, chunk,
+                    initial_segments=n_steps if fixed else None,
+                    additional_forward_args=additional_forward_args, path_dtype=path_dtype,
+                    endpoint_values=(list(base_scores), score),
+                    map_tol=None if fixed else map_tol,
+                    multiply_by_inputs=self.multiplies_by_inputs)
+                per_baseline = [attr * (inputs - base) if self.multiplies_by_inputs else attr
+                                for attr, base in zip(result.per_baseline, base_list)]
+                total_steps += result.n_evals.cpu()
+                if result.map_error is not None:
+                    map_error = result.map_error.cpu()
+            else:
+                for base in base_list:
                     attr, steps, chunk = self._captum_doubling(
                         inputs, base, target_t, abs_tol, method, n_steps,
                         max_steps if completeness_tol is not None else n_steps, chunk,
                         additional_forward_args)
-                per_baseline.append(attr)
-                total_steps += steps.cpu()
+                    per_baseline.append(attr)
+                    total_steps += steps.cpu()
         attributions = per_baseline[0] if len(per_baseline) == 1 else (
             torch.stack(per_baseline).mean(dim=0))
 
@@ -289,6 +307,8 @@ class FundusIntegratedGradients(IntegratedGradients):
             abs_tol=abs_tol,
             completeness_atol=completeness_atol,
             baseline_inputs=base_list,
+            map_error=map_error,
+            map_tol=map_tol if method == "adaptive" and completeness_tol is not None else None,
         )
 
     # ------------------------------------------------------------------ class groups

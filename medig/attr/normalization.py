@@ -18,6 +18,9 @@ class NormalizedModel(nn.Module):
     attribution in the space clinicians look at.
     """
 
+    mean: Tensor  # buffers, (1, C, 1, 1)
+    std: Tensor
+
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):

@@ -6,7 +6,13 @@ from medig.audit.errors import AuditError, SettingsChangedError
 from medig.audit.finalise import AuditSummary, finalise_audit
 from medig.audit.pipeline import run_audit
 from medig.audit.plan import AuditPlan, resolve
-from medig.audit.records import RESULT_FIELDS, explanation_rows, read_results, write_results
+from medig.audit.records import (
+    RESULT_FIELDS,
+    ResultRow,
+    explanation_rows,
+    read_results,
+    write_results,
+)
 from medig.audit.settings import AuditSettings
 
 __all__ = [
@@ -15,6 +21,7 @@ __all__ = [
     "AuditPlan",
     "AuditSettings",
     "AuditSummary",
+    "ResultRow",
     "SettingsChangedError",
     "explanation_rows",
     "finalise_audit",

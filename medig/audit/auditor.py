@@ -8,6 +8,7 @@ is final instead, like the file's bytes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ class Auditor:
     """Audits batches of decoded inputs through :func:`~medig.audit.steps.batch_steps`."""
 
     def __init__(self, model: nn.Module, plan: AuditPlan, device: torch.device,
-                 store: WorkStore, out_dir, keys: dict[int, str]) -> None:
+                 store: WorkStore, out_dir: Path, keys: dict[int, str]) -> None:
         model = to_device(model, device)
         target = plan.target
         # A group is explained through a forward returning P(group) as its only column, so the
@@ -56,8 +57,10 @@ class Auditor:
         """Audit the decoded inputs of one batch; returns the records stored."""
         self._decode_jpegs(batch, items)
         good = [d for d in batch if d.error is None]
+        frame_rows: dict[int, list[dict[str, Any]] | Exception] = {}
         try:
-            frame_rows = self._run(good, items) if good else {}
+            if good:
+                frame_rows.update(self._run(good, items))
         except Exception as error:  # noqa: BLE001 - isolate the file that broke the batch
             if len(good) <= 1:
                 frame_rows = {good[0].index: error}
@@ -71,6 +74,7 @@ class Auditor:
         records = []
         for d in batch:
             result = frame_rows.get(d.index)
+            record: dict[str, Any]
             if d.error is not None:  # the file itself is bad: final, like its bytes
                 record = {"sha256": d.sha256, "status": "error", "error": d.error,
                           "frames": []}
@@ -94,15 +98,15 @@ class Auditor:
             return
         device = self.ctx.device
         names = [items[d.index].rel for d in pending]
+        jpegs = [d.jpeg for d in pending if d.jpeg is not None]  # all of them
         try:
-            images: list[Tensor] | None = decode_jpeg_batch([d.jpeg for d in pending], device,
-                                                            names=names)
+            images: list[Tensor] | None = decode_jpeg_batch(jpegs, device, names=names)
         except ImageReadError:
             images = None  # one bad file fails the batched call: decode one by one
         for k, d in enumerate(pending):
             try:
                 image = images[k] if images is not None else decode_jpeg_batch(
-                    [d.jpeg], device, names=[names[k]])[0]
+                    [jpegs[k]], device, names=[names[k]])[0]
             except ImageReadError as error:
                 d.error = error.reason
                 continue
@@ -133,13 +137,14 @@ class Auditor:
                 step(batch)
         result: dict[int, list[tuple[int, dict[str, Any]]]] = {}
         if len(batch):
+            assert batch.explanation is not None and batch.probs is not None  # the steps ran
             rows = explanation_rows(batch.explanation, batch.probs, self.ctx.class_names,
                                     [""] * len(batch), extra=batch.fields)
             for item, frame, row in zip(batch.inputs, batch.frames, rows):
                 result.setdefault(index_of[id(item)], []).append((frame or 0, {**row,
                                                                                "frame": frame}))
-        for item, frame, _key, row in batch.finished:
-            result.setdefault(index_of[id(item)], []).append((frame or 0, {**row,
+        for item, frame, _key, final in batch.finished:
+            result.setdefault(index_of[id(item)], []).append((frame or 0, {**final,
                                                                            "frame": frame}))
         return {i: [row for _, row in sorted(rows, key=lambda r: r[0])]
                 for i, rows in result.items()}

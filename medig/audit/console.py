@@ -2,13 +2,14 @@
 """What ``medig audit`` prints when an audit has finished: a few lines an operator reads."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from medig.audit.finalise import AuditStep, AuditSummary
 from medig.audit.manifest import read_manifest
 from medig.audit.settings import AuditSettings
 from medig.audit.steps import audit_steps
+from medig.report.rows import ResultRow
 
 __all__ = ["summary_lines", "trust_line"]
 
@@ -37,8 +38,8 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings,
     steps = (f", mean {summary.mean_steps:.1f} gradient evaluations per image"
              if summary.mean_steps is not None else "")
     lines = [(f"audited {summary.ok} of {summary.total} images in {summary.seconds:.1f} s "
-              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged for "
-              f"incomplete attribution, {summary.errors} could not be read"),
+              f"({summary.computed} files computed now){steps}; {summary.flagged} flagged "
+              f"(completeness or map accuracy not met), {summary.errors} could not be read"),
              trust_line(summary.rows, read_manifest(summary.out_dir) or {})]
     if settings.quality != "off":
         q = quality_counts(summary.rows)
@@ -55,7 +56,7 @@ def summary_lines(summary: AuditSummary, settings: AuditSettings,
     return lines
 
 
-def trust_line(rows: list[dict[str, Any]], manifest: dict[str, Any]) -> str:
+def trust_line(rows: Sequence[ResultRow], manifest: Mapping[str, Any]) -> str:
     """Flag counts of the explained rows and the outcome of the sanity check in ``manifest``."""
     ok = [r for r in rows if r.get("status") == "ok"]
     counts = {f: sum(f in (r.get("trust_flags") or []) for r in ok)

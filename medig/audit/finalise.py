@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -36,13 +36,16 @@ from medig.audit.store import (
 )
 from medig.report import build_report
 from medig.report.html import build_html
+from medig.report.rows import ResultRow
 from medig.utils import atomic_write, read_json_file
 from medig.visualize import cohort_clip_value, overlay, save_png, side_by_side
 
 __all__ = [
     "AuditStep",
     "AuditSummary",
+    "BASELINE_OVERLAYS",
     "FinishedAudit",
+    "baseline_folders",
     "draw_own_overlays",
     "finalise_audit",
     "read_rank_reports",
@@ -66,7 +69,7 @@ class AuditSummary:
     mean_steps: float | None = None
     report: Path | None = None
     html: Path | None = None  # the cohort browser, report.html
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
 
 
 @dataclass
@@ -76,7 +79,7 @@ class FinishedAudit:
     out_dir: Path
     plan: AuditPlan
     items: Sequence[AuditInput]
-    rows: list[dict[str, Any]]  # final result rows, in output order
+    rows: list[ResultRow]  # final result rows, in output order
     store: WorkStore
     key_of: dict[str, str]  # record key of each input, by relative path
     model: nn.Module | None  # the classifier on ``device`` (None when only reports are rebuilt)
@@ -174,6 +177,20 @@ def _frame_name(it: AuditInput, frame_row: dict[str, Any]) -> tuple[str, str]:
     return row_path(it.rel, frame), f"overlays/{output_name(it.rel, frame)}.png"
 
 
+#: Where each baseline's own overlay goes when the audit averaged several (beside report.html).
+BASELINE_OVERLAYS = "report_files/baselines"
+_OWN_ARRAYS = ("baseline_maps", "baseline_scales", "baseline_names")
+
+
+def baseline_folders(settings: AuditSettings) -> dict[str, str]:
+    """Each baseline's overlay folder (relative to the output folder), by baseline name; empty
+    when the audit used one baseline (its map is the averaged one)."""
+    if len(settings.baselines) < 2:
+        return {}
+    return {str(b): f"{BASELINE_OVERLAYS}/{output_name(str(b).replace('/', '_'))}"
+            for b in settings.baselines}
+
+
 def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
                    settings: AuditSettings, cohort: float | None,
                    drawn: dict[str, Any]) -> dict[str, Any]:
@@ -181,22 +198,55 @@ def _draw_overlays(out_dir: Path, store: WorkStore, frames: Sequence[_Frame],
 
     The stamps (record key, frame, scale) let a resumed audit, or rank 0 after the ranks drew
     their own shares, skip overlays that are already up to date. A frame whose arrays are damaged
-    is not drawn (nor stamped) and is marked in ``store.damaged``.
+    is not drawn (nor stamped) and is marked in ``store.damaged``. With several baselines, each
+    one's own map is drawn too (the overlay only, at the same colour scale as the averaged one,
+    under :func:`baseline_folders`); work stored without those maps gets none (stamped absent).
     """
-    stamps = {}
+    stamps: dict[str, Any] = {}
+    folders = list(baseline_folders(settings).values())
     for it, frame_row, key in frames:
         frame = frame_row.get("frame")
         _name, rel_png = _frame_name(it, frame_row)
         stamp = [key, frame, settings.overlay_scale, cohort, settings.percentile]
-        if drawn.get(rel_png) != stamp or not (out_dir / rel_png).is_file():
+        own = [f"{folder}/{output_name(it.rel, frame)}.png" for folder in folders]
+        # "absent": the stored work has no per-baseline maps (an older medig stored it); checked
+        # again only when that work is stored anew (its file's time changes)
+        absent = [*stamp, "absent", _stored_at(store, key, frame)] if own else None
+
+        def current(p: str, stamp: list[Any] = stamp, absent: Any = absent) -> bool:
+            return (drawn.get(p) == stamp and (out_dir / p).is_file()
+                    or absent is not None and drawn.get(p) == absent)
+
+        stale = [p for p in [rel_png, *own] if not current(p)]
+        lacking = False
+        if stale:
+            wanted = [p for p in own if p in stale]
             arrays = store.load_arrays(key, frame or 0, "image", "fov", "attr_map",
-                                       "attr_scale", "clip")
+                                       "attr_scale", "clip",
+                                       optional=_OWN_ARRAYS if wanted else ())
             if arrays is None:
                 continue
-            _render_overlay(out_dir / rel_png, arrays,
-                            float(arrays["clip"]) if cohort is None else cohort)
+            clip = float(arrays["clip"]) if cohort is None else cohort
+            if rel_png in stale:
+                _render_overlay(out_dir / rel_png, arrays, clip)
+            if wanted:
+                stored = [str(n) for n in arrays.get("baseline_names", ())]
+                lacking = stored != [str(b) for b in settings.baselines]
+                for k, p in enumerate(own):
+                    if lacking:
+                        (out_dir / p).unlink(missing_ok=True)
+                    elif p in stale:
+                        _render_own(out_dir / p, arrays, k, clip)
         stamps[rel_png] = stamp
+        stamps.update({p: absent if lacking or drawn.get(p) == absent else stamp for p in own})
     return stamps
+
+
+def _stored_at(store: WorkStore, key: str, frame: int | None) -> int | None:
+    try:
+        return store.array_path(key, frame or 0).stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _render_overlay(path: Path, arrays: dict[str, np.ndarray], clip: float) -> None:
@@ -204,6 +254,13 @@ def _render_overlay(path: Path, arrays: dict[str, np.ndarray], clip: float) -> N
     amap = arrays["attr_map"].astype(np.float32) * float(arrays["attr_scale"])
     picture = overlay(image, amap, arrays["fov"], clip)
     save_png(path, side_by_side(arrays["image"], picture))
+
+
+def _render_own(path: Path, arrays: dict[str, np.ndarray], k: int, clip: float) -> None:
+    """Baseline ``k``'s own map over the photograph: the overlay half only (the photograph is in
+    ``overlays/``)."""
+    amap = arrays["baseline_maps"][k:k + 1].astype(np.float32) * float(arrays["baseline_scales"][k])
+    save_png(path, overlay(arrays["image"].astype(np.float32) / 255.0, amap, arrays["fov"], clip))
 
 
 def _read_stamps(path: Path) -> dict[str, Any]:
@@ -234,8 +291,8 @@ def draw_own_overlays(out_dir: Path, settings: AuditSettings, items: Sequence[Au
 
 
 def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] | None],
-                sha_of: dict[str, str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+                sha_of: dict[str, str]) -> list[ResultRow]:
+    rows: list[ResultRow] = []
     for it in items:
         record = records[it.rel]
         if record is None:
@@ -247,9 +304,10 @@ def _final_rows(items: Sequence[AuditInput], records: dict[str, dict[str, Any] |
             continue
         for frame_row in record["frames"]:
             name, rel_png = _frame_name(it, frame_row)
-            row = {k: v for k, v in frame_row.items() if k != "frame"}
-            row.update(path=name, sha256=sha_of[it.rel],
-                       overlay=rel_png if row.get("status", "ok") == "ok" else None)
+            # A stored frame row is a result row (JSON in the work store) and its frame index.
+            row = cast(ResultRow, {k: v for k, v in frame_row.items() if k != "frame"})
+            row.update({"path": name, "sha256": sha_of[it.rel],
+                        "overlay": rel_png if row.get("status", "ok") == "ok" else None})
             rows.append(row)
     return rows
 
@@ -307,6 +365,9 @@ def finalise_audit(out_dir: Path, plan: AuditPlan, items: Sequence[AuditInput],
     rows = _final_rows(items, records, sha_of)
     audit = FinishedAudit(out_dir, plan, items, rows, store, key_of, model,
                           torch.device(device))
+    folders = baseline_folders(settings)
+    if folders:  # where the browser finds each baseline's own overlays
+        audit.manifest["baseline_overlays"] = folders
     before, after = steps
     for step in before:
         step(audit)

@@ -135,7 +135,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike], masks_dir: str | os.Path
         auto_masks = root / MASKS_FOLDER if root.is_dir() and (root / MASKS_FOLDER).is_dir() else None
         masks = explicit_masks or auto_masks
         images, problems = scan_inputs([root])
-        entries = [(p, None, False) for p in images]
+        entries: list[tuple[Path, str | None, bool]] = [(p, None, False) for p in images]
         entries += [(u.path, u.reason, u.is_folder) for u in problems]
         for path, error, is_folder in entries:
             if any(_is_within(path, s) for s in skip) or _is_within(path, auto_masks):
@@ -172,9 +172,9 @@ def _mask_file(item: AuditInput, frame: int | None) -> Path | None:
     return None
 
 
-def _read_mask(path: Path, shape: tuple[int, int] | None) -> torch.Tensor | None:
+def _read_mask(path: Path, shape: tuple[int, ...] | None) -> torch.Tensor | None:
     """Lesion mask as bool ``(1, H, W)``; None (no localisation) if unreadable or of another size
-    (``shape`` None: not checked here)."""
+    than ``shape``, ``(height, width)`` (None: not checked here)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -63,21 +63,23 @@ def _is_time(value: Any) -> bool:
 
 
 def write_manifest(out_dir: str | os.PathLike, plan: AuditPlan, *, started: str,
-                   status: str, device: str, world_size: int = 1, **extra: Any) -> Path:
+                   status: str, device: str, world_size: int = 1,
+                   first_started: str | None = None, **extra: Any) -> Path:
     """Write ``manifest.json`` atomically.
 
     ``status`` is ``"running"`` while the audit works (so a resumed run can check its settings)
     and ``"complete"`` at the end, with the counts, the cohort colour scale and per-rank times.
     ``settings`` records the values in effect (:meth:`AuditPlan.settings_dict`). ``started`` is
     this run's start; ``first_started`` the start of the audit's first run with the same settings,
-    kept by every re-run (what the study pages and DICOM objects are dated).
+    kept by every re-run (what the study pages and DICOM objects are dated): the value given
+    (the work store's copy, which survives a damaged manifest), else the previous manifest's.
     """
     settings = plan.settings
     finished = (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 if status == "complete" else None)
     previous = read_manifest(out_dir, warn=False)  # damage was said when the audit began
-    first = None
-    if isinstance(previous, dict) and previous.get("settings_key") == plan.key():
+    first = first_started if _is_time(first_started) else None
+    if first is None and isinstance(previous, dict) and previous.get("settings_key") == plan.key():
         first = previous.get("first_started") or previous.get("started")
     manifest = {
         "status": status,

@@ -45,7 +45,9 @@ def to_device(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` on ``device`` in eval mode, channels_last when :func:`prefers_channels_last`."""
     if prefers_channels_last(model):
         try:
-            return model.to(device, memory_format=torch.channels_last).eval()
+            # torch's overloads of Module.to omit (device, memory_format), which it accepts
+            return model.to(  # type: ignore[call-overload]
+                device, memory_format=torch.channels_last).eval()
         except (RuntimeError, TypeError):  # e.g. scripted or exported programs
             pass
     return model.to(device).eval()

@@ -13,7 +13,9 @@ output folder, plan, open it, schedule the batches, compute them, finalise.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -123,8 +125,10 @@ def _clear_previous_audit(out_dir: Path) -> None:
     """Remove a forced-over audit's work and images, so nothing stale mixes with the new one."""
     import shutil
 
-    for name in ("overlays", "attributions"):
+    for name in ("overlays", "attributions", "report_files/baselines"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
+    with contextlib.suppress(OSError):  # kept if anything else is in it
+        (out_dir / "report_files").rmdir()
     work = out_dir / ".medig"
     for entry in work.iterdir() if work.is_dir() else ():
         if entry.is_dir():
@@ -267,9 +271,13 @@ def _open_out_dir(out: Path, plan: AuditPlan, force: bool, ctx: DistContext,
     started_iso = broadcast(ctx, started.isoformat(timespec="seconds"))
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_manifest(out, plan, started=started_iso, status="running",
-                       device=str(device), world_size=ctx.world_size)
-        store.save_settings(plan.key(), plan.numeric())
+        saved = store.load_settings()
+        kept = saved.get("first_started") if saved and saved.get("key") == plan.key() else None
+        path = write_manifest(out, plan, started=started_iso, status="running",
+                              device=str(device), world_size=ctx.world_size,
+                              first_started=kept if isinstance(kept, str) else None)
+        first = json.loads(path.read_text(encoding="utf-8"))["first_started"]
+        store.save_settings(plan.key(), plan.numeric(), first_started=first)
     return store, started_iso
 
 

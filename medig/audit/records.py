@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Result rows of an audit: one per input image (per frame for multi-frame DICOM).
 
-The row format is shared by ``medig audit`` and the MONAI engine handler, so ``medig report`` can
-turn either into the same PDF. Floats are rounded to :data:`SIGNIFICANT_DIGITS` significant digits:
-the last float32 bits of a convolution depend on the batch an image was computed in, and rounding
-keeps results byte-identical whatever the batch size or number of processes.
+The row format (:class:`~medig.report.rows.ResultRow`, its fields :data:`RESULT_FIELDS`) is shared
+by ``medig audit`` and the MONAI engine handler, so ``medig report`` can turn either into the same
+PDF. Floats are rounded to :data:`SIGNIFICANT_DIGITS` significant digits: the last float32 bits of
+a convolution depend on the batch an image was computed in, and rounding keeps results
+byte-identical whatever the batch size or number of processes.
 """
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor
 
 from medig.attr import Explanation
+from medig.report.rows import RESULT_FIELDS, ResultRow
 from medig.utils import atomic_write
 
 __all__ = [
     "RESULT_FIELDS",
     "SIGNIFICANT_DIGITS",
+    "ResultRow",
     "error_row",
     "explanation_rows",
     "read_results",
@@ -36,29 +39,6 @@ __all__ = [
 
 SIGNIFICANT_DIGITS = 6
 
-#: Column order of ``results.jsonl`` and ``results.csv``.
-RESULT_FIELDS = (
-    "path", "sha256", "status", "error", "predicted", "predicted_index", "probabilities",
-    "target", "target_index", "score", "baseline_score", "delta", "relative_error", "n_steps",
-    "flagged", "overlay", "pointing_hit", "mask_mass_fraction", "mask_area_fraction", "laterality",
-    # study (keyed hash, never the UID) and where laterality and study came from
-    "study", "study_source", "laterality_source",
-    "target_members",  # the classes whose summed probability a group target explains
-    "abs_tol",  # the absolute tolerance the completeness rule allowed this image
-)
-RESULT_FIELDS += (  # trust checks
-    "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
-    "random_deletion_auc", "occlusion_agreement", "trust_flags",
-    "outside_fov_share",  # share of |attribution| outside the field of view
-    "region_evidence", "top_regions",  # what the evidence lies on (medig.checks.regions)
-)
-RESULT_FIELDS += (  # image quality (medig.preprocess.QUALITY_FIELDS)
-    "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
-    "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
-    "vessel_density",
-)
-
-
 def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:
     """``value`` rounded to ``digits`` significant digits (None, inf and nan pass through)."""
     if value is None or not math.isfinite(value):
@@ -66,16 +46,17 @@ def round_float(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float 
     return float(f"{value:.{digits}g}")
 
 
-def _empty_row(path: str, sha256: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(RESULT_FIELDS)
-    row.update(path=path, sha256=sha256)
+def _empty_row(path: str, sha256: str | None) -> ResultRow:
+    # Every field, None until a step fills it in.
+    row = cast(ResultRow, dict.fromkeys(RESULT_FIELDS))
+    row.update({"path": path, "sha256": sha256})
     return row
 
 
-def error_row(path: str, sha256: str | None, reason: str) -> dict[str, Any]:
+def error_row(path: str, sha256: str | None, reason: str) -> ResultRow:
     """The row of an input that could not be audited (``reason``: one line, no patient data)."""
     row = _empty_row(path, sha256)
-    row.update(status="error", error=" ".join(str(reason).split()))
+    row.update({"status": "error", "error": " ".join(str(reason).split())})
     return row
 
 
@@ -86,8 +67,8 @@ def explanation_rows(
     paths: Sequence[str],
     sha256s: Sequence[str | None] | None = None,
     overlays: Sequence[str | None] | None = None,
-    extra: Sequence[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+    extra: Sequence[Mapping[str, Any]] | None = None,
+) -> list[ResultRow]:
     """Result rows for a batch explained by :meth:`FundusIntegratedGradients.explain`.
 
     Parameters
@@ -111,6 +92,7 @@ def explanation_rows(
     target = (explanation.target.cpu().tolist() if explanation.target is not None
               else predicted)
     flagged = explanation.flagged.cpu().tolist()
+    reasons = explanation.flag_reasons
 
     def floats(t: Tensor) -> list[float | None]:
         return [round_float(v) for v in t.detach().double().cpu().tolist()]
@@ -118,26 +100,30 @@ def explanation_rows(
     score, base, delta, rel = (floats(explanation.score), floats(explanation.baseline_score),
                                floats(explanation.delta), floats(explanation.relative_error))
     steps = explanation.n_steps.cpu().tolist()
+    map_error = (floats(explanation.map_error) if explanation.map_error is not None
+                 else [None] * n)
+    map_error = [None if v is None or math.isnan(v) else v for v in map_error]
     abs_tol = (floats(explanation.abs_tol) if explanation.abs_tol is not None
                else [None] * n)
     rows = []
     for i in range(n):
         row = _empty_row(paths[i], sha256s[i] if sha256s else None)
-        row.update(
-            status="ok",
-            predicted=class_names[predicted[i]],
-            predicted_index=int(predicted[i]),
-            probabilities={c: round_float(p) for c, p in zip(class_names, probs[i].tolist())},
-            target=class_names[target[i]],
-            target_index=int(target[i]),
-            score=score[i], baseline_score=base[i], delta=delta[i], relative_error=rel[i],
-            n_steps=int(steps[i]),
-            flagged=bool(flagged[i]),
-            overlay=overlays[i] if overlays else None,
-            abs_tol=abs_tol[i],
-        )
-        if extra:
-            row.update({k: v for k, v in extra[i].items() if k in RESULT_FIELDS})
+        row.update({
+            "status": "ok",
+            "predicted": class_names[predicted[i]],
+            "predicted_index": int(predicted[i]),
+            "probabilities": {c: round_float(p) for c, p in zip(class_names, probs[i].tolist())},
+            "target": class_names[target[i]],
+            "target_index": int(target[i]),
+            "score": score[i], "baseline_score": base[i], "delta": delta[i],
+            "relative_error": rel[i], "map_error": map_error[i],
+            "n_steps": int(steps[i]),
+            "flagged": bool(flagged[i]), "flag_reason": reasons[i],
+            "overlay": overlays[i] if overlays else None,
+            "abs_tol": abs_tol[i],
+        })
+        if extra:  # the steps' fields, not typed while they are gathered
+            row.update(cast(ResultRow, {k: v for k, v in extra[i].items() if k in RESULT_FIELDS}))
         rows.append(row)
     return rows
 
@@ -156,14 +142,14 @@ def _csv_value(value: Any) -> Any:
     return _json_value(value)
 
 
-def results_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+def results_jsonl(rows: Iterable[ResultRow]) -> str:
     """``results.jsonl`` text: one JSON object per row, fields in :data:`RESULT_FIELDS` order."""
     return "".join(
         json.dumps({k: _json_value(row.get(k)) for k in RESULT_FIELDS}, ensure_ascii=False) + "\n"
         for row in rows)
 
 
-def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ()) -> str:
+def results_csv(rows: Iterable[ResultRow], class_names: Sequence[str] = ()) -> str:
     """``results.csv`` text: the same columns, probabilities spread as ``p(<class>)`` columns."""
     rows = list(rows)
     names = list(class_names) or sorted({c for r in rows for c in (r.get("probabilities") or {})})
@@ -179,7 +165,7 @@ def results_csv(rows: Iterable[dict[str, Any]], class_names: Sequence[str] = ())
     return buffer.getvalue()
 
 
-def write_results(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
+def write_results(out_dir: str | os.PathLike, rows: Sequence[ResultRow],
                   class_names: Sequence[str] = ()) -> None:
     """Write ``results.jsonl`` and ``results.csv`` in ``out_dir`` atomically."""
     out = Path(out_dir)
@@ -190,9 +176,9 @@ def write_results(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]],
                  results_csv(rows, class_names).encode("utf-8", "backslashreplace"))
 
 
-def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_results(path: str | os.PathLike) -> list[ResultRow]:
     """Rows of a ``results.jsonl`` file (a truncated last line, from a crash, is skipped)."""
-    rows = []
+    rows: list[ResultRow] = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue

@@ -16,11 +16,12 @@ __all__ = ["NUMERIC_SETTINGS", "AuditSettings", "settings_problem"]
 #: Settings that change the per-image numbers; the others (device, batch size, workers, paths,
 #: overlay scaling) only change how fast or how the results are shown, so a resumed audit may differ
 #: in them. Their values are the plan's (as resolved): see :meth:`AuditPlan.numeric`.
-NUMERIC_SETTINGS = (
+NUMERIC_SETTINGS: tuple[str, ...] = (
     "model", "weights_sha256", "class_names", "target", "baselines", "completeness_tol",
     "max_steps", "size", "graham", "output", "method", "mask_dilation",
     "mean", "std", "model_args",  # normalisation and constructor arguments in effect
     "completeness_atol", "path_dtype",
+    "map_tol",
 )
 NUMERIC_SETTINGS += ("trust_checks", "cross_check")  # they add result columns
 NUMERIC_SETTINGS += ("quality",)  # skip leaves images unexplained; off drops the verdicts
@@ -83,6 +84,8 @@ class AuditSettings:
     completeness_atol: float | None = None
     compile: bool | None = None
     path_dtype: str | None = None
+    # most estimated relative L2 error of each saved map (None: completeness alone)
+    map_tol: float | None = 0.05
 
     def __post_init__(self) -> None:
         for name in _TUPLES:
@@ -125,6 +128,9 @@ def settings_problem(settings: AuditSettings) -> str | None:
     atol = settings.completeness_atol
     if atol is not None and not (atol >= 0 and math.isfinite(atol)):
         return "--completeness-atol must be a finite number >= 0"
+    if settings.map_tol is not None and not (settings.map_tol > 0
+                                             and math.isfinite(settings.map_tol)):
+        return "--map-tol must be a positive number (or 'none')"
     if settings.sanity_sample < 0:
         return "--sanity-sample must be >= 0 (0 disables the sanity check)"
     if settings.template is not None:  # read now, not after the whole audit has run

@@ -228,6 +228,8 @@ _FRAME_STATUSES = ("ok", "skipped", "error")
 _ARRAYS: dict[str, tuple[str, int]] = {
     "image": ("u", 3), "fov": ("b", 3), "attr_map": ("f", 3), "attr_scale": ("f", 0),
     "sketch": ("f", 1), "clip": ("f", 0),
+    # only when the audit averaged several baselines: each one's own map, scale and name
+    "baseline_maps": ("f", 3), "baseline_scales": ("f", 1), "baseline_names": ("U", 1),
 }
 _OWNER = "owner"  # the array naming the key and frame an arrays file belongs to
 _WARN_AT_MOST = 20  # individual warnings per store; then one line says that more are not listed
@@ -392,21 +394,28 @@ class WorkStore:
 
     def save_arrays(self, key: str, frame: int, **arrays: np.ndarray) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays, **{_OWNER: np.array(f"{key}-{frame}")})
+        # As Any: numpy's stub would let **kwds fill its allow_pickle argument
+        members: dict[str, Any] = arrays
+        owner: dict[str, Any] = {_OWNER: np.array(f"{key}-{frame}")}
+        np.savez_compressed(buffer, **members, **owner)
         atomic_write(self.array_path(key, frame), buffer.getvalue())
 
-    def load_arrays(self, key: str, frame: int, *names: str) -> dict[str, np.ndarray] | None:
-        """Arrays ``names`` (default: all) of frame ``frame`` of ``key``'s work.
+    def load_arrays(self, key: str, frame: int, *names: str,
+                    optional: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+        """Arrays ``names`` (default: all) of frame ``frame`` of ``key``'s work, and those of
+        ``optional`` that it holds (work stored by an older medig may lack them).
 
         None, with a warning and ``key`` added to :attr:`damaged`, when the file is missing,
         unreadable (truncated, bit-flipped: zip checks every member's CRC as it is read), lacks
         a name, holds an array of the wrong kind, or belongs to other work.
         """
         path = self.array_path(key, frame)
+        problem: str | None
         try:
             with open_regular(path) as fh, np.load(fh, allow_pickle=False) as data:
                 owner = str(data[_OWNER]) if _OWNER in data.files else None
                 arrays = {n: data[n] for n in (names or [f for f in data.files if f != _OWNER])}
+                arrays.update({n: data[n] for n in optional if n in data.files})
         except Exception as error:  # noqa: BLE001 - any bytes reach np.load: zip, zlib, npy errors
             problem = "missing" if isinstance(error, FileNotFoundError) else (
                 f"unreadable ({type(error).__name__})")
@@ -419,9 +428,12 @@ class WorkStore:
             return None
         return arrays
 
-    def save_settings(self, settings_key: str, settings: dict[str, Any]) -> None:
-        """Record the numeric settings of the work stored here (the manifest's backup)."""
-        atomic_write(self.settings_path, json.dumps({"key": settings_key, "settings": settings}))
+    def save_settings(self, settings_key: str, settings: dict[str, Any],
+                      first_started: str | None = None) -> None:
+        """Record the numeric settings of the work stored here and when the audit's first run
+        started (the manifest's backup: study pages and DICOM objects are dated by it)."""
+        atomic_write(self.settings_path, json.dumps({"key": settings_key, "settings": settings,
+                                                     "first_started": first_started}))
 
     def load_settings(self) -> dict[str, Any] | None:
         """What :meth:`save_settings` stored (``{"key", "settings"}``); None if absent or invalid

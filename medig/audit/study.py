@@ -195,6 +195,7 @@ def row_identity(secret: bytes, rel: str, stored: Mapping[str, Any]) -> dict[str
     stored : mapping
         A row or a :func:`dicom_identity` dict; any other key is ignored.
     """
+    lat_source: str | None
     if stored.get("laterality_source") == "dicom" and stored.get("laterality"):
         laterality, lat_source = stored["laterality"], "dicom"
     else:

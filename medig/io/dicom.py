@@ -41,6 +41,7 @@ from pydicom import uid as dicom_uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_color_lut, get_decoder, pixel_array
+from pydicom.tag import BaseTag
 
 from medig.io._image import (
     MAX_FILE_BYTES,
@@ -113,7 +114,7 @@ PHI_ATTRIBUTES: tuple[str, ...] = (
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _CS_RE = re.compile(r"[^A-Z0-9_ ]")  # a code string quoted in an error carries nothing else
-_PIXEL_DATA_TAG = 0x7FE00010
+_PIXEL_DATA_TAG = BaseTag(0x7FE00010)
 _FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)
 # Large values (the pixel data) of a file read from disk stay there until needed.
 _DEFLATED = b"1.2.840.10008.1.2.1.99"
@@ -265,7 +266,8 @@ def _check_inflated_size(data: bytes, display: str) -> None:
         return
     # Inflated 1 MiB at a time and counted, never held: the check must not cost what it guards.
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    tail, size = memoryview(data)[_meta_end(data):], 0
+    tail: bytes | memoryview = memoryview(data)[_meta_end(data):]
+    size = 0
     try:
         while size <= MAX_FILE_BYTES:
             out = inflater.decompress(tail, 1 << 20)

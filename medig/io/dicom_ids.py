@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pydicom
 
@@ -55,7 +57,7 @@ def _uid(ds: pydicom.Dataset, name: str) -> str | None:
     return text if text and len(text) <= 64 and _UID_RE.match(text) else None
 
 
-def _laterality(ds: pydicom.Dataset) -> str | None:
+def _laterality(ds: pydicom.Dataset | Mapping[str, Any]) -> str | None:
     for name in ("ImageLaterality", "Laterality"):
         try:
             value = str(ds.get(name, "") or "").strip().upper()

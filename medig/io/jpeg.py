@@ -194,7 +194,6 @@ def decode_jpeg_batch(
             out[i] = image
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i in range(len(items)):
-            if out[i] is None:
-                out[i] = _decode_cpu(tensors[i], labels[i]).to(device)
-    return [apply_exif_orientation(img, orient) for img, (_, orient) in zip(out, headers)]
+        images = [img if img is not None else _decode_cpu(tensors[i], labels[i]).to(device)
+                  for i, img in enumerate(out)]
+    return [apply_exif_orientation(img, orient) for img, (_, orient) in zip(images, headers)]

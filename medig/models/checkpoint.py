@@ -20,7 +20,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -88,7 +88,7 @@ def is_safetensors(path: str | os.PathLike) -> bool:
     return head[8:9] == b"{" and 0 < length <= size - 8
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: Any) -> TypeGuard[Mapping[str, Tensor]]:
     return (isinstance(obj, Mapping) and len(obj) > 0
             and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()))
 

@@ -268,7 +268,7 @@ def _apply_weights(model: nn.Module, checkpoint: Checkpoint, spec: str,
         fitted = fit_state_dict(checkpoint.state_dict, model.state_dict(), checkpoint.path, spec)
     except ModelLoadError as error:
         heads = head_outputs(checkpoint.state_dict, model.state_dict()) if names else None
-        if heads is not None and heads != len(names):  # say why the head does not fit
+        if heads is not None and names and heads != len(names):  # say why the head does not fit
             raise ModelLoadError(f"{error}; the weights have {heads} outputs but "
                                  f"{len(names)} class names were given "
                                  f"({meta.sources.get('class_names')})") from None
@@ -370,8 +370,9 @@ def load_model(
                            model_kwargs)
     sidecar = sidecar_path(weights_path, model_file)
     layers = [given] + ([from_json(sidecar)] if sidecar is not None else [])
-    checkpoint = read_checkpoint(weights_path) if weights_path is not None else None
-    if checkpoint is not None:
+    checkpoint = None
+    if weights_path is not None:
+        checkpoint = read_checkpoint(weights_path)
         label = ("safetensors metadata" if checkpoint.format == "safetensors"
                  else f"checkpoint {weights_path.name}")
         layers.append(from_checkpoint(checkpoint.content, label))
@@ -390,15 +391,18 @@ def load_model(
         if given.kwargs:
             raise ModelArgumentError(f"{spec_str}: model arguments ({', '.join(given.kwargs)}) "
                                      "do not apply to a torch.export or TorchScript file")
+        assert model_file is not None  # the spec is the file
         model = _load_program(model_file)
     else:
         count = len(names) if names else meta.num_classes
-        given = meta.kwargs.get("num_classes")
-        if kind == "architecture" and given is not None and names and given != len(names):
-            raise ModelArgumentError(f"{spec_str}: model argument num_classes={given} but "
+        num_classes = meta.kwargs.get("num_classes")
+        if (kind == "architecture" and num_classes is not None and names
+                and num_classes != len(names)):
+            raise ModelArgumentError(f"{spec_str}: model argument num_classes={num_classes} but "
                                      f"{len(names)} class names ({meta.sources['class_names']})")
         probe = None
         if count is None and kind == "architecture":
+            assert checkpoint is not None  # an architecture needs weights (refused above)
             probe, count = _probe_head(spec_str, meta.kwargs, checkpoint)
         model = probe if probe is not None else build_architecture(
             spec_str, count if kind == "architecture" else None, meta.kwargs,
@@ -430,8 +434,8 @@ def load_model(
         if "0-255 units" in note:
             logger.warning(note)
 
-    sha = sha256_file(weights_path if weights_path is not None else model_file) \
-        if (weights_path is not None or model_file is not None) else None
+    hashed = weights_path if weights_path is not None else model_file
+    sha = sha256_file(hashed) if hashed is not None else None
     if meta.mean is not None and meta.std is not None:
         from medig.attr import with_normalization
 

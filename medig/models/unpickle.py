@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +33,8 @@ class Opaque:
     and its state as the pickle recorded them, and nothing else."""
 
     global_name: ClassVar[str] = "?"
+    args: tuple[Any, ...]  # the arguments the pickle called the global with
+    state: Any  # what the pickle's BUILD set (None when it set nothing)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:  # noqa: PYI034
         self = object.__new__(cls)
@@ -78,7 +80,8 @@ def load_weights_only(path: str | os.PathLike) -> tuple[Any, list[str]]:
         names = []
     if not names:
         return torch.load(path, map_location="cpu", weights_only=True), []
-    stand_ins = [_stand_in(n) for n in names]
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        _stand_in(n) for n in names]
     try:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)

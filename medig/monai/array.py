@@ -45,8 +45,8 @@ _RENAMED = {"FundusPreprocess": "PreprocessFundus",
 FOV_BOX_KEY = "medig_fov_box"
 """Metadata entry recording the crop box ``x0, y0, x1, y1`` in the original ``(H, W)`` pixels."""
 
-STATS_FIELDS = ("target", "score", "baseline_score", "delta", "relative_error", "n_steps",
-                "converged")
+STATS_FIELDS = ("target", "score", "baseline_score", "delta", "relative_error", "map_error",
+                "n_steps", "converged")
 """Completeness figures written by :class:`~medig.monai.ComputeIntegratedGradientsd`
 (``Explanation`` fields)."""
 
@@ -197,8 +197,9 @@ def explanation_stats(explanation: Explanation, squeeze: bool = False) -> dict[s
     Returns
     -------
     dict
-        ``target``, ``score``, ``baseline_score``, ``delta``, ``relative_error``, ``n_steps``,
-        ``converged`` (see :data:`STATS_FIELDS`).
+        ``target``, ``score``, ``baseline_score``, ``delta``, ``relative_error``, ``map_error``
+        (estimated relative L2 error of the map), ``n_steps``, ``converged`` (see
+        :data:`STATS_FIELDS`).
     """
     stats = {}
     for name in STATS_FIELDS:

@@ -102,7 +102,7 @@ class ComputeIntegratedGradientsd(MapTransform):
 
     - ``attribution_keys`` (default ``f"{key}_ig"``): attributions, same shape and metadata as the image;
     - ``stats_keys`` (default ``f"{key}_ig_stats"``): a dict of the completeness figures ``target``,
-      ``score`` (F(x)), ``baseline_score`` (F(x')), ``delta``, ``relative_error``, ``n_steps``,
+      ``score`` (F(x)), ``baseline_score`` (F(x')), ``delta``, ``relative_error``, ``map_error``, ``n_steps``,
       ``converged``: 0-d tensors for a sample (collation stacks them), ``(N,)`` for a batch; with
       ``trust_checks`` also the per-image checks of :func:`medig.checks.image_checks`
       (``faithfulness``, ``deletion_auc``, ``random_deletion_auc``, and ``baseline_agreement``,

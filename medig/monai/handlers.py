@@ -24,6 +24,7 @@ from medig.audit.store import output_name, row_path
 from medig.baselines import BaselineSpec
 from medig.monai._meta import plain
 from medig.monai.array import ComputeIntegratedGradients, eval_mode_of, to_unit_range
+from medig.report.rows import ResultRow
 from medig.utils import sha256_file
 from medig.visualize import (
     DEFAULT_PERCENTILE,
@@ -39,7 +40,8 @@ from medig.visualize import (
 try:  # MONAI >= 1.4
     from monai.utils import IgniteInfo
 except ImportError:  # pragma: no cover - MONAI 1.3
-    from monai.config import IgniteInfo
+    # mypy reads the installed MONAI, where IgniteInfo moved to monai.utils
+    from monai.config import IgniteInfo  # type: ignore[attr-defined,no-redef]
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +68,11 @@ def _filenames(items: Sequence[Any], meta_source: Any) -> list[str | None]:
             if isinstance(item, MetaTensor) and item.meta.get("filename_or_obj"):
                 names[i] = str(item.meta["filename_or_obj"])
     return names
+
+
+def _network(engine: Engine) -> torch.nn.Module:
+    # The model of a MONAI engine; a plain Ignite engine must be given a ``network`` attribute.
+    return getattr(engine, "network")
 
 
 class IntegratedGradientsHandler:
@@ -153,8 +160,9 @@ class IntegratedGradientsHandler:
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names)
         self.baselines = baselines
-        self.options = dict(completeness_tol=completeness_tol, max_steps=max_steps, method=method,
-                            internal_batch_size=internal_batch_size)
+        self.options: dict[str, Any] = dict(
+            completeness_tol=completeness_tol, max_steps=max_steps, method=method,
+            internal_batch_size=internal_batch_size)
         self.output = output
         self.target = target
         self.sample = sample
@@ -176,7 +184,7 @@ class IntegratedGradientsHandler:
         engine.add_event_handler(Events.COMPLETED, self.completed)
 
     def _reset(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[ResultRow] = []
         self._files: list[str | None] = []
         self._sketches: list[Any] = []
         self._baseline_names: list[str] = []
@@ -222,7 +230,7 @@ class IntegratedGradientsHandler:
         """Explain the current batch (or its sample) and keep its rows and maps."""
         images, masks, names = self._batch(engine)
         idx = self._indices(images.shape[0], engine.state.iteration)
-        model = engine.network
+        model = _network(engine)
         device = next((p.device for p in model.parameters()), images.device)
         x = to_unit_range(images[idx].to(device))
         x = x.float() if x.dtype == torch.uint8 else x
@@ -319,17 +327,19 @@ class IntegratedGradientsHandler:
                                    overlay(item["image"], item["map"], item["mask"], clip))
             # named as medig audit names them: escaped one-line paths, safe output names
             row["path"] = row_path(rel)
-            row["overlay"] = f"overlays/{output_name(rel)}.png"
+            png = f"overlays/{output_name(rel)}.png"
+            row["overlay"] = png
             row["sha256"] = sha256_file(f) if f and os.path.isfile(f) else None
-            save_png(self.out_dir / row["overlay"], picture)
+            save_png(self.out_dir / png, picture)
         write_results(self.out_dir, self._rows, self.class_names)
         ok = [r for r in self._rows if r["status"] == "ok"]
         target = "pred" if self.target is None else self.class_names[self.target]
         settings = AuditSettings(
-            model=self.model_spec or type(engine.network).__name__,
-            class_names=self.class_names,
+            model=self.model_spec or type(_network(engine)).__name__,
+            class_names=tuple(self.class_names),
             target=target,
-            baselines=self._baseline_names, completeness_tol=self.options["completeness_tol"],
+            baselines=tuple(self._baseline_names),
+            completeness_tol=self.options["completeness_tol"],
             max_steps=self.options["max_steps"], size=self._size or 0, output=self.output,
             method=self.options["method"], device=str(engine.state.device)
             if hasattr(engine.state, "device") else "cpu",

@@ -54,6 +54,7 @@ from medig.pacs.sr import Algorithm, measurement_report
 from medig.report.images import row_overlay
 from medig.report.layout import fill, format_percent
 from medig.report.per_study import STUDIES_FOLDER, audit_time, study_page_id
+from medig.report.rows import ResultRow
 from medig.report.template import Template, load_template
 from medig.utils import atomic_write
 
@@ -130,17 +131,17 @@ def _failed(result: ExportResult, line: str) -> None:
     result.failed.append(line)
 
 
-def _caption(template: Template, row: dict[str, Any]) -> list[str]:
+def _caption(template: Template, row: ResultRow) -> list[str]:
     st = template["study"]
     predicted = row.get("predicted")
-    prob = (row.get("probabilities") or {}).get(predicted)
+    prob = None if predicted is None else (row.get("probabilities") or {}).get(predicted)
     values = {"target": row.get("target"), "predicted": predicted,
               "probability": format_percent(prob, 1),
               "flag": st["dicom_flagged"] if row.get("flagged") is True else ""}
     return [" ".join(fill(line, values).split()) for line in st["dicom_caption"]]
 
 
-def _derivation(audit: FinishedAudit, row: dict[str, Any]) -> str:
+def _derivation(audit: FinishedAudit, row: ResultRow) -> str:
     s = audit.settings
     import medig
 
@@ -172,6 +173,8 @@ def _evidence(audit: FinishedAudit, rel: str, frame: int | None
     stored work lacks what they need (damaged, or written by an older medig)."""
     try:
         arrays = audit.store.load_arrays(audit.key_of[rel], frame or 0, *_MAP_ARRAYS)
+        if arrays is None:  # damaged (said by the store)
+            return None
         scale = float(arrays["attr_scale"])
         amap = arrays["attr_map"].astype(np.float32).reshape(arrays["attr_map"].shape[-2:]) * scale
         threshold = evidence_threshold(amap, arrays["fov"].reshape(amap.shape))

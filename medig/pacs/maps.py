@@ -56,7 +56,7 @@ SEG_SERIES_DESCRIPTION = "medig IG evidence map (not for diagnosis)"
 SEG_SERIES_NUMBER = 9930
 
 
-def on_source_grid(attr_map: np.ndarray, box: np.ndarray, source_shape: tuple[int, int]
+def on_source_grid(attr_map: np.ndarray, box: np.ndarray, source_shape: tuple[int, ...]
                    ) -> np.ndarray:
     """The model-grid map ``attr_map`` ``(S, S)`` on the source's ``(H, W)`` pixel grid.
 

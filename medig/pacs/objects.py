@@ -308,7 +308,8 @@ def overlay_capture(
             series_description=OVERLAY_SERIES_DESCRIPTION, manufacturer_model_name="medig",
             software_versions=_software_version())
     # The picture is cropped, resized and captioned: no orientation of the patient is claimed.
-    sc.PatientOrientation = None
+    # None writes the element empty; highdicom's constructor made mypy infer list[str]
+    sc.PatientOrientation = None  # type: ignore[assignment]
     if "ContributingEquipmentSequence" in sc:  # highdicom names itself, dated by the clock
         del sc.ContributingEquipmentSequence
     _stamp(sc, created)

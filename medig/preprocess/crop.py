@@ -175,6 +175,7 @@ def _crop_list(images: list[Tensor], boxes: Tensor, size: int | Sequence[int],
         pad = (xa - x0, x1 - xb, ya - y0, y1 - yb)
         if fast:
             if any(pad):
+                assert scratch is not None  # allocated for the padded boxes
                 bh, bw = y1 - y0, x1 - x0
                 buf = scratch[: bh * bw * c].view(1, bh, bw, c).permute(0, 3, 1, 2)
                 buf[:, :, : pad[2]].zero_()

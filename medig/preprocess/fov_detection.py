@@ -404,7 +404,7 @@ def detect_fov(images: Tensor | Sequence[Tensor], work_size: int = WORK_SIZE) ->
     groups: dict[tuple[int, int], list[int]] = {}
     for k, t in enumerate(items):
         groups.setdefault((t.shape[-2], t.shape[-1]), []).append(k)
-    parts = {k: None for k in range(len(items))}
+    parts: dict[int, FieldOfView] = {}  # every image is in one group
     for idx in groups.values():
         fov = _detect([items[k] for k in idx], work_size)
         for j, k in enumerate(idx):

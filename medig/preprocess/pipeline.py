@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -102,12 +103,30 @@ class FundusPreprocess(nn.Module):
         quality : QualityResult
             Only with ``return_quality=True``.
         """
-        out, masks, _, *quality = self.forward_with_boxes(images, return_quality)
-        return (out, masks, *quality)
+        if return_quality:
+            out, masks, _, quality = self.forward_with_boxes(images, return_quality=True)
+            return out, masks, quality
+        out, masks, _ = self.forward_with_boxes(images)
+        return out, masks
+
+    @overload
+    def forward_with_boxes(self, images: Tensor | Sequence[Tensor],
+                           return_quality: Literal[False] = False
+                           ) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    @overload
+    def forward_with_boxes(self, images: Tensor | Sequence[Tensor], return_quality: Literal[True]
+                           ) -> tuple[Tensor, Tensor, Tensor, QualityResult]: ...
+
+    @overload
+    def forward_with_boxes(self, images: Tensor | Sequence[Tensor], return_quality: bool
+                           ) -> (tuple[Tensor, Tensor, Tensor]
+                                 | tuple[Tensor, Tensor, Tensor, QualityResult]): ...
 
     @torch.no_grad()
     def forward_with_boxes(self, images: Tensor | Sequence[Tensor], return_quality: bool = False
-                           ) -> tuple[Tensor, ...]:
+                           ) -> (tuple[Tensor, Tensor, Tensor]
+                                 | tuple[Tensor, Tensor, Tensor, QualityResult]):
         """Like :meth:`forward`, and also return the crop boxes.
 
         Returns

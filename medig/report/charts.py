@@ -52,7 +52,7 @@ def completeness_chart(
     # With per-bin flag counts (an absolute tolerance can make an image above the relative tolerance
     # complete), bars stack the complete images (blue) under the flagged ones (orange).
     by_flag = all(b.flagged is not None for b in bins)
-    chart.data = ([[b.count - b.flagged for b in bins], [b.flagged for b in bins]] if by_flag
+    chart.data = ([[b.count - (b.flagged or 0) for b in bins], [b.flagged for b in bins]] if by_flag
                   else [counts])
     top = max(counts + [1])
     chart.valueAxis.valueMin = 0

@@ -13,10 +13,12 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from medig.report.rows import ResultRow
 from medig.utils import read_json_file
 
 __all__ = [
@@ -44,7 +46,7 @@ class AuditData:
 
     Attributes
     ----------
-    rows : list of dict
+    rows : list of ResultRow
         One per input image/frame, sorted by ``path``; when a path occurs more than once (a resumed
         audit appending a retry) the last row wins.
     manifest : dict
@@ -55,26 +57,26 @@ class AuditData:
         Problems found while reading, printed in the report.
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[ResultRow]
     manifest: dict[str, Any]
     bad_lines: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> list[dict[str, Any]]:
+    def ok(self) -> list[ResultRow]:
         return [r for r in self.rows if r.get("status") == "ok"]
 
     @property
-    def errors(self) -> list[dict[str, Any]]:
+    def errors(self) -> list[ResultRow]:
         return [r for r in self.rows if r.get("status") not in ("ok", "skipped")]
 
     @property
-    def skipped(self) -> list[dict[str, Any]]:
+    def skipped(self) -> list[ResultRow]:
         """Rows not explained by choice (``--quality skip``): neither explained nor errors."""
         return [r for r in self.rows if r.get("status") == "skipped"]
 
     @property
-    def flagged(self) -> list[dict[str, Any]]:
+    def flagged(self) -> list[ResultRow]:
         return [r for r in self.ok if r.get("flagged") is True]
 
     @property
@@ -169,14 +171,15 @@ def check_manifest(data: Any) -> tuple[dict[str, Any] | None, list[str]]:
 RESULT_TYPES: dict[str, str] = {
     **dict.fromkeys(("path", "sha256", "status", "error", "predicted", "target", "overlay",
                      "laterality", "study", "study_source", "laterality_source", "quality",
-                     "fov_shape", "image_colour"), "str"),
+                     "fov_shape", "image_colour", "flag_reason"), "str"),
     **dict.fromkeys(("predicted_index", "target_index", "n_steps"), "int"),
     **dict.fromkeys(("flagged", "pointing_hit"), "bool"),
     "probabilities": "probabilities",
     "region_evidence": "regions",
     "top_regions": "region_list",
     **dict.fromkeys(("target_members", "trust_flags", "quality_reasons"), "strings"),
-    **dict.fromkeys(("score", "baseline_score", "delta", "relative_error", "mask_mass_fraction",
+    **dict.fromkeys(("score", "baseline_score", "delta", "relative_error", "map_error",
+                     "mask_mass_fraction",
                      "mask_area_fraction", "abs_tol", "baseline_agreement",
                      "baseline_topk_overlap", "faithfulness", "deletion_auc",
                      "random_deletion_auc", "occlusion_agreement", "fov_fraction", "sharpness",
@@ -236,7 +239,7 @@ def _read_manifest(path: Path, notes: list[str]) -> dict[str, Any]:
     return manifest
 
 
-def _row_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+def _row_counts(rows: Sequence[ResultRow]) -> dict[str, int]:
     """The counts ``medig audit`` writes into the manifest, of the rows read."""
     ok = [r for r in rows if r.get("status") == "ok"]
     return {"total": len(rows), "ok": len(ok),
@@ -244,7 +247,7 @@ def _row_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
             "flagged": sum(r.get("flagged") is True for r in ok)}
 
 
-def _check_counts(results: Path, rows: list[dict[str, Any]], manifest: dict[str, Any],
+def _check_counts(results: Path, rows: Sequence[ResultRow], manifest: dict[str, Any],
                   bad: int) -> None:
     """Refuse rows that are not the ones the finished audit counted (a cut or edited file)."""
     expected = manifest_counts(manifest) if manifest.get("status") == "complete" else None
@@ -287,8 +290,8 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
     if not results.is_file():
         raise FileNotFoundError(f"{results} not found: run `medig audit` first")
     notes: list[str] = []
-    by_path: dict[str, dict[str, Any]] = {}
-    read: list[dict[str, Any]] = []
+    by_path: dict[str, ResultRow] = {}
+    read: list[ResultRow] = []
     mistyped: list[str] = []
     bad = 0
     with open(results, encoding="utf-8", errors="replace") as fh:
@@ -303,11 +306,12 @@ def load_audit(out_dir: str | os.PathLike) -> AuditData:
             if not isinstance(row, dict) or not isinstance(row.get("path"), str):
                 bad += 1
                 continue
-            row, wrong = checked_row(row)
+            checked, wrong = checked_row(row)
             if wrong:
                 mistyped.append(wrong[0])
-            by_path[row["path"]] = row
-            read.append(row)
+            typed = cast(ResultRow, checked)  # each field now of its RESULT_TYPES type, or None
+            by_path[typed["path"]] = typed
+            read.append(typed)
     if mistyped:
         notes.append(f"{len(mistyped)} row(s) of results.jsonl hold values of the wrong type "
                      f"(first: {mistyped[0]!r}); they are shown as not recorded.")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from PIL import Image as PILImage
 from reportlab.platypus import (
@@ -24,7 +23,9 @@ from reportlab.platypus import (
 from medig.report.fonts import markup
 from medig.report.layout import FLAG_BG, ReportContext, format_number, format_percent, table
 from medig.report.quality import quality_figures, quality_tag
+from medig.report.rows import ResultRow
 from medig.report.targets import overlay_caption, prediction_text, probability_table
+from medig.report.tolerance import map_error_of, map_tol_of
 from medig.report.trust import heading_flags, trust_figures
 
 __all__ = ["FIGURES", "TABLES", "image_block", "image_figures", "images", "overlay_path"]
@@ -33,7 +34,7 @@ _LATERALITY = {"R": "right eye", "L": "left eye", "B": "both eyes", "U": "unknow
 _SAMPLE_SEED = 0
 
 
-def row_overlay(out_dir: Path, r: dict[str, Any]) -> Path | None:
+def row_overlay(out_dir: Path, r: ResultRow) -> Path | None:
     """The overlay PNG a result row names, if it is a file inside the audit folder ``out_dir``
     (the row is data: "../" must never point a report or an export at files outside it)."""
     rel = r.get("overlay")
@@ -43,7 +44,7 @@ def row_overlay(out_dir: Path, r: dict[str, Any]) -> Path | None:
     return path if path.is_relative_to(out_dir.resolve()) and path.is_file() else None
 
 
-def overlay_path(ctx: ReportContext, r: dict[str, Any]) -> Path | None:
+def overlay_path(ctx: ReportContext, r: ResultRow) -> Path | None:
     return row_overlay(ctx.out_dir, r)
 
 
@@ -65,12 +66,12 @@ def overlay_pictures(ctx: ReportContext, path: Path, width: float, height: float
     return [img, caption]
 
 
-def prediction_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def prediction_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """What the model predicted and which class the colours refer to."""
     return [("Prediction", prediction_text(r)), ("Class explained", str(r.get("target", "n/a")))]
 
 
-def completeness_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def completeness_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """F(x), F(x'), their change, the completeness gap and whether the tolerance was met."""
     f = [("Output F(x)", format_number(r.get("score"))),
          ("Baseline F(x\u2032)", format_number(r.get("baseline_score")))]
@@ -86,11 +87,19 @@ def completeness_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[st
     else:
         f.append(("Completeness gap", format_number(r.get("delta"))))
         f.append(("Relative error", f"{format_percent(r.get('relative_error'))}: {verdict}"))
+    error = map_error_of(r)
+    if error is not None:
+        reason = r.get("flag_reason") or ""
+        verdict = ("NOT MET (flagged)" if "map accuracy" in reason
+                   else ("met" if r.get("flagged") is not None else "unknown"))
+        allowed = map_tol_of(ctx.data.manifest)
+        f.append(("Map error (estimated)", f"{format_percent(error, 1)}"
+                  + (f" (allowed {format_percent(allowed, 0)}): {verdict}" if allowed else "")))
     f.append(("Integration steps", str(r.get("n_steps", "n/a"))))
     return f
 
 
-def localisation_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def localisation_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """Pointing game and attribution mass on the lesion mask, when one was given."""
     f = []
     if isinstance(r.get("pointing_hit"), bool):
@@ -104,7 +113,7 @@ def localisation_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[st
     return f
 
 
-def laterality_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def laterality_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """Which eye, when the file says."""
     lat = r.get("laterality")
     if not lat:
@@ -113,16 +122,19 @@ def laterality_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str,
     return [("Laterality", f"{lat} ({words})" if words else str(lat))]
 
 
-def metadata_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def metadata_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """The row's metadata (may identify the patient): printed only with ``include_phi``."""
-    if not (ctx.include_phi and isinstance(r.get("metadata"), dict)):
+    # Not a result field (medig does not write it): a key another writer of the rows may add.
+    fields: Mapping[str, object] = r
+    metadata = fields.get("metadata")
+    if not (ctx.include_phi and isinstance(metadata, dict)):
         return []
     return [(str(k), v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
-            for k, v in r["metadata"].items()]
+            for k, v in metadata.items()]
 
 
 #: The groups of figures printed beside each explained image, in order.
-FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] = [
+FIGURES: list[Callable[[ReportContext, ResultRow], list[tuple[str, str]]]] = [
     prediction_figures,
     quality_figures,
     completeness_figures,
@@ -134,12 +146,12 @@ FIGURES: list[Callable[[ReportContext, dict[str, Any]], list[tuple[str, str]]]] 
 
 
 #: Flowables printed under each image's figures, in order (class probabilities).
-TABLES: list[Callable[[ReportContext, dict[str, Any]], list[Flowable]]] = [
+TABLES: list[Callable[[ReportContext, ResultRow], list[Flowable]]] = [
     probability_table,
 ]
 
 
-def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def image_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """(label, value) pairs printed beside an image: every group of :data:`FIGURES`."""
     if r.get("status") == "skipped":  # not gradeable, left unexplained
         return [("Status", "skipped: not explained"), *quality_figures(ctx, r)]
@@ -148,11 +160,14 @@ def image_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]
     return [pair for group in FIGURES for pair in group(ctx, r)]
 
 
-def image_block(ctx: ReportContext, r: dict[str, Any], max_img_h: float) -> Flowable:
+def image_block(ctx: ReportContext, r: ResultRow, max_img_h: float) -> Flowable:
     flagged = r.get("flagged") is True
     title = r["path"]
+    reason = r.get("flag_reason") or "completeness"
+    not_met = ", ".join(([] if reason == "map accuracy" else ["incomplete attribution"])
+                        + (["map accuracy not met"] if "map accuracy" in reason else []))
     tag = (
-        "  \u2014  FLAGGED: incomplete attribution"
+        f"  \u2014  FLAGGED: {not_met}"
         if flagged
         else ("  \u2014  NOT READ" if r.get("status") not in ("ok", "skipped") else "")
     ) + quality_tag(r)

@@ -23,9 +23,9 @@ import io
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reportlab.lib.pagesizes import A4, landscape, letter
 from reportlab.lib.styles import ParagraphStyle
@@ -54,7 +54,9 @@ from medig.report.layout import (
     table,
 )
 from medig.report.quality import quality_figures
+from medig.report.rows import ResultRow
 from medig.report.template import resolve_template
+from medig.report.tolerance import accuracy_phrase, map_error_of
 from medig.utils import atomic_write
 from medig.visualize import legend_strip, png_bytes
 
@@ -76,7 +78,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _RIGHT, _LEFT, _UNKNOWN = "R", "L", "?"
 
 
-def study_page_id(row: dict[str, Any]) -> str:
+def study_page_id(row: ResultRow) -> str:
     """The page id of a row: its ``study`` field when well-formed, else a hash of its path.
 
     Rows are data: a ``study`` value that is not 16 hex digits is never used as a file name.
@@ -106,15 +108,15 @@ def audit_time(manifest: dict[str, Any] | None) -> datetime.datetime | None:
     return None
 
 
-def group_studies(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def group_studies(rows: Sequence[ResultRow]) -> dict[str, list[ResultRow]]:
     """Rows grouped by page id, in first-seen order (rows keep their order within a study)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[ResultRow]] = {}
     for row in rows:
         groups.setdefault(study_page_id(row), []).append(row)
     return groups
 
 
-def _eye(row: dict[str, Any]) -> str:
+def _eye(row: ResultRow) -> str:
     lat = str(row.get("laterality") or "").upper()
     return lat if lat in (_RIGHT, _LEFT) else _UNKNOWN
 
@@ -132,17 +134,21 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _completeness_figure(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+def _completeness_figure(ctx: ReportContext, row: ResultRow) -> list[tuple[str, str]]:
     """Completeness in one line: whether the overlay adds up, which is what a clinician acts on."""
     error = format_percent(row.get("relative_error"))
+    accurate = accuracy_phrase(map_error_of(row))
     if row.get("flagged") is True:
-        return [("Attribution", f"INCOMPLETE (relative error {error}): do not rely on it")]
+        reason = row.get("flag_reason") or "completeness"
+        return [("Attribution", f"NOT RELIABLE ({reason} not met; relative error {error}): "
+                                "do not rely on it")]
     if row.get("flagged") is False:
-        return [("Attribution", f"complete (relative error {error})")]
+        return [("Attribution", f"complete (relative error {error})"
+                 + (f", {accurate}" if accurate else ""))]
     return []
 
 
-def _trust_figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+def _trust_figures(ctx: ReportContext, row: ResultRow) -> list[tuple[str, str]]:
     """Baseline agreement and faithfulness as short verdicts (the cohort report has the detail)."""
     flags = set(row.get("trust_flags") or [])
     f = []
@@ -158,7 +164,7 @@ def _trust_figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, s
     return f
 
 
-def _lesion_figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+def _lesion_figures(ctx: ReportContext, row: ResultRow) -> list[tuple[str, str]]:
     """Where the evidence lies against the lesion mask, in one line (when masks were given)."""
     mass, area = row.get("mask_mass_fraction"), row.get("mask_area_fraction")
     parts = []
@@ -183,25 +189,26 @@ STUDY_FIGURES = (
 )
 
 
-def _figures(ctx: ReportContext, row: dict[str, Any]) -> list[tuple[str, str]]:
+def _figures(ctx: ReportContext, row: ResultRow) -> list[tuple[str, str]]:
     """:data:`STUDY_FIGURES`, then any trust field none of them shows (none is ever hidden)."""
     shown = [pair for group in STUDY_FIGURES for pair in group(ctx, row)]
     figures = list(shown)
+    fields: Mapping[str, Any] = row  # read by name (tests/test_types.py checks the names)
     for name in TRUST_FIELDS:
-        if row.get(name) in (None, "", [], {}):
+        if fields.get(name) in (None, "", [], {}):
             continue
-        if name == "trust_flags" and set(row[name]) <= _FLAGS_IN_FIGURES:
+        if name == "trust_flags" and set(fields[name]) <= _FLAGS_IN_FIGURES:
             continue
-        without = {k: v for k, v in row.items() if k != name}
+        without = cast(ResultRow, {k: v for k, v in row.items() if k != name})
         if [pair for group in STUDY_FIGURES for pair in group(ctx, without)] == shown:
-            figures.append((name.replace("_", " ").capitalize(), _plain(row[name])))
+            figures.append((name.replace("_", " ").capitalize(), _plain(fields[name])))
     return figures
 
 
 class _StudyPage:
     """The flowables of one study's PDF."""
 
-    def __init__(self, ctx: ReportContext, study: str, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, ctx: ReportContext, study: str, rows: list[ResultRow]) -> None:
         self.ctx, self.study, self.rows = ctx, study, rows
         self.st = ctx.t["study"]
         self.col = (ctx.fw - 6 * mm) / 2
@@ -232,7 +239,7 @@ class _StudyPage:
         return [ctx.P(title, title_style),
                 ctx.P(f"{sub}. {self.text(grouping)}", ctx.s.small), Spacer(1, 2)]
 
-    def image_cell(self, row: dict[str, Any]) -> list[Flowable]:
+    def image_cell(self, row: ResultRow) -> list[Flowable]:
         """One image of an eye: the pictures, the prediction in words and the figures, stacked;
         or, when several images share the column, the figures beside smaller pictures."""
         ctx = self.ctx
@@ -256,7 +263,7 @@ class _StudyPage:
                                   ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))
         return [name, side]
 
-    def _pictures(self, row: dict[str, Any], width: float, height: float) -> list[Flowable]:
+    def _pictures(self, row: ResultRow, width: float, height: float) -> list[Flowable]:
         """The photograph beside its overlay (one PNG), at most ``width`` x ``height``."""
         ctx = self.ctx
         path = overlay_path(ctx, row)
@@ -268,13 +275,14 @@ class _StudyPage:
         except (OSError, ValueError):
             return [ctx.P(self.text("no_overlay"), ctx.s.small)]
 
-    def _reading(self, row: dict[str, Any], width: float, columns: int) -> list[Flowable]:
+    def _reading(self, row: ResultRow, width: float, columns: int) -> list[Flowable]:
         """The prediction in words, what the colours refer to, and the figures in a table of
         ``columns`` label/value pairs per line."""
         ctx = self.ctx
         flagged = row.get("flagged") is True
         predicted = row.get("predicted")
-        prob = (row.get("probabilities") or {}).get(predicted)
+        prob = (None if predicted is None
+                else (row.get("probabilities") or {}).get(predicted))
         parts: list[Flowable] = [
             Spacer(1, 3),
             ctx.P(self.text("prediction", predicted=predicted, probability=format_percent(prob, 1)),
@@ -299,7 +307,7 @@ class _StudyPage:
         return [*parts, Spacer(1, 2),
                 table(rows, [label, value] * columns, header=False, extra=extra)]
 
-    def eye_table(self, right: list[dict[str, Any]], left: list[dict[str, Any]],
+    def eye_table(self, right: list[ResultRow], left: list[ResultRow],
                   heads: tuple[str, str] | None) -> Table:
         ctx = self.ctx
         data: list[list[Any]] = []
@@ -308,7 +316,7 @@ class _StudyPage:
             data.append([ctx.P(h, head) for h in heads])
         n = max(len(right), len(left), 1 if heads is not None else 0)
         for k in range(n):
-            cells = []
+            cells: list[Any] = []  # a cell's flowables, or "" when empty
             for eye in (right, left):
                 if k < len(eye):
                     cells.append(self.image_cell(eye[k]))
@@ -342,7 +350,8 @@ class _StudyPage:
         disclaimer = " ".join(ctx.t["report"]["disclaimer"].split())
         cells = [[legend, ctx.P(disclaimer, ctx.s.small) if disclaimer else ""]]
         box = Table(cells, colWidths=[w, ctx.fw - w], hAlign="LEFT")
-        style = [("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0),
+        style: list[tuple[Any, ...]] = [
+            ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0),
                  ("RIGHTPADDING", (0, 0), (0, 0), 4 * mm)]
         if disclaimer:
             style += [("BOX", (1, 0), (1, 0), 0.5, RULE), ("LEFTPADDING", (1, 0), (1, 0), 5)]

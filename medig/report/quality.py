@@ -6,11 +6,13 @@ lines beside each image. Wording lives in ``templates/report.toml``."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from reportlab.platypus import CondPageBreak, Flowable
 
 from medig.report.layout import ReportContext, fill, format_percent, table
+from medig.report.rows import ResultRow
 from medig.report.targets import prediction_text
 
 __all__ = ["confident", "quality", "quality_counts", "quality_figures", "quality_key_lines",
@@ -25,31 +27,31 @@ _SHAPE = {"circle": "circular field", "cut": "circular field cut by the frame",
           "full_frame": "full frame, no black border", "none": "no field of view"}
 
 
-def quality_rows(ctx: ReportContext) -> list[dict[str, Any]]:
+def quality_rows(ctx: ReportContext) -> list[ResultRow]:
     """Rows that carry a quality verdict (none when the audit ran with ``--quality off``)."""
     return [r for r in ctx.data.rows if r.get("quality") in _VERDICT]
 
 
-def _not_gradeable(ctx: ReportContext) -> list[dict[str, Any]]:
+def _not_gradeable(ctx: ReportContext) -> list[ResultRow]:
     order = {"not_fundus": 0, "ungradeable": 1}
     bad = [r for r in quality_rows(ctx) if r["quality"] != "gradeable"]
-    return sorted(bad, key=lambda r: (order.get(r["quality"], 2), r["path"]))
+    return sorted(bad, key=lambda r: (order.get(r["quality"] or "", 2), r["path"]))
 
 
-def _top_probability(r: dict[str, Any]) -> float | None:
+def _top_probability(r: ResultRow) -> float | None:
     probs = r.get("probabilities") or {}
     pred = r.get("predicted")
     value = probs.get(pred) if pred is not None else None
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def confident(r: dict[str, Any]) -> bool:
+def confident(r: ResultRow) -> bool:
     """Whether the model's prediction for row ``r`` is confident (p >= :data:`CONFIDENT`)."""
     p = _top_probability(r)
     return p is not None and p >= CONFIDENT
 
 
-def quality_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+def quality_counts(rows: Sequence[ResultRow]) -> dict[str, int]:
     """How many rows are gradeable, ungradeable, not a fundus photograph, and skipped."""
     verdicts = Counter(r.get("quality") for r in rows if r.get("quality"))
     return {"gradeable": verdicts["gradeable"], "ungradeable": verdicts["ungradeable"],
@@ -98,30 +100,31 @@ def quality(ctx: ReportContext) -> list[Flowable]:
             said = ctx.t["text"]["quality_not_explained"]
         else:
             said = prediction_text(r) + (" \u2014 confident" if confident(r) else "")
-        data.append([ctx.P(r["path"], ctx.s.cell), ctx.P(_VERDICT[r["quality"]], ctx.s.cell),
+        data.append([ctx.P(r["path"], ctx.s.cell), ctx.P(_VERDICT[r["quality"] or ""], ctx.s.cell),
                      ctx.P("; ".join(r.get("quality_reasons") or []) or "n/a", ctx.s.cell),
                      ctx.P(said, ctx.s.cell)])
     out.append(table(data, [0.3 * ctx.fw, 0.14 * ctx.fw, 0.32 * ctx.fw, 0.24 * ctx.fw]))
     return out
 
 
-def quality_tag(r: dict[str, Any]) -> str:
+def quality_tag(r: ResultRow) -> str:
     """Suffix of an image's title: its verdict when it is not gradeable."""
+    verdict = r.get("quality")
     if r.get("status") == "skipped":
-        return "  \u2014  SKIPPED: " + _VERDICT.get(r.get("quality"), "not gradeable").upper()
-    if r.get("quality") in ("ungradeable", "not_fundus"):
-        return "  \u2014  " + _VERDICT[r["quality"]].upper()
+        return "  \u2014  SKIPPED: " + _VERDICT.get(verdict or "", "not gradeable").upper()
+    if verdict in ("ungradeable", "not_fundus"):
+        return "  \u2014  " + _VERDICT[verdict].upper()
     return ""
 
 
-def quality_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def quality_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """Figure group: the quality verdict with its reasons, and the measures behind it."""
     verdict = r.get("quality")
     if verdict not in _VERDICT:
         return []
     reasons = "; ".join(r.get("quality_reasons") or [])
     line = _VERDICT[verdict] + (f": {reasons}" if reasons else "")
-    parts = [_SHAPE.get(r.get("fov_shape"), str(r.get("fov_shape")))]
+    parts = [_SHAPE.get(r.get("fov_shape") or "", str(r.get("fov_shape")))]
     if isinstance(r.get("fov_fraction"), (int, float)):
         parts[0] += f" ({format_percent(r['fov_fraction'], 0)} of the frame)"
     if isinstance(r.get("sharpness"), (int, float)):

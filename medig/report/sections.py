@@ -26,7 +26,13 @@ from medig.report.layout import (
 )
 from medig.report.quality import quality_key_lines
 from medig.report.targets import prediction_text
-from medig.report.tolerance import atol_of, rule_values
+from medig.report.tolerance import (
+    accuracy_phrase,
+    atol_of,
+    map_error_of,
+    map_tol_of,
+    rule_values,
+)
 from medig.visualize import legend_strip, png_bytes
 
 __all__ = ["completeness", "cover", "errors", "flagged", "localisation", "method", "provenance",
@@ -55,8 +61,8 @@ def summary_lines(ctx: ReportContext) -> list[str]:
         f"read{skipped}.",
         (
             f"{n_flag} of {n_ok} explained image{'s' if n_ok != 1 else ''} "
-            f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged: their attribution is "
-            f"incomplete ({_rule_short(ctx)}) and their overlay should not be relied on."
+            f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged: completeness "
+            f"({_rule_short(ctx)}) or map accuracy not met; their overlay should not be relied on."
         ),
     ]
     key += quality_key_lines(ctx)
@@ -108,6 +114,12 @@ def summary_facts(ctx: ReportContext) -> list[tuple[str, str]]:
         format_percent(ctx.tol) if atol is None else
         f"gap at most the larger of {atol:g} ({rule_values(m, '')['unit']}) and "
         f"{format_percent(ctx.tol)} of the change"))
+    map_tol = map_tol_of(m)
+    worst = max((e for r in d.ok if r.get("flagged") is False
+                 if (e := map_error_of(r)) is not None), default=None)
+    add("Map accuracy", None if map_tol is None else (
+        f"estimated relative error of each map at most {format_percent(map_tol, 0)}"
+        + (f"; unflagged maps {accuracy_phrase(worst)}" if worst is not None else "")))
     if isinstance(m.get("cohort_clip"), (int, float)):
         add(
             "Colour scale",
@@ -161,9 +173,9 @@ def _rule_short(ctx: ReportContext) -> str:
 
 def completeness(ctx: ReportContext) -> list[Flowable]:
     errs = [
-        float(r["relative_error"])
+        float(rel)
         for r in ctx.data.ok
-        if isinstance(r.get("relative_error"), (int, float))
+        if isinstance(rel := r.get("relative_error"), (int, float))
     ]
     out: list[Flowable] = [CondPageBreak(230), ctx.heading("completeness")]
     out += ctx.text("completeness_intro", **rule_values(ctx.data.manifest, ctx.tol_text()))
@@ -183,7 +195,7 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
         else 0.5 * (errs_sorted[len(errs_sorted) // 2 - 1] + errs_sorted[len(errs_sorted) // 2])
     )
     steps = [
-        int(r["n_steps"]) for r in ctx.data.ok if isinstance(r.get("n_steps"), (int, float))
+        int(n) for r in ctx.data.ok if isinstance(n := r.get("n_steps"), (int, float))
     ]
     line = (
         f"Median relative error {format_percent(median)}, largest {format_percent(max(errs))}"
@@ -192,9 +204,10 @@ def completeness(ctx: ReportContext) -> list[Flowable]:
         line += f"; integration steps per image: {min(steps)} to {max(steps)}"
     out.append(ctx.P(line + ".", ctx.s.small))
     if ctx.tol is not None and atol_of(ctx.data.manifest) is not None:
+        tol = ctx.tol
         within = sum(1 for r in ctx.data.ok if r.get("flagged") is False
-                     and isinstance(r.get("relative_error"), (int, float))
-                     and r["relative_error"] > ctx.tol)
+                     and isinstance(rel := r.get("relative_error"), (int, float))
+                     and rel > tol)
         if within:
             out += ctx.text("completeness_absolute", n=within,
                             **rule_values(ctx.data.manifest, ctx.tol_text()))
@@ -209,19 +222,22 @@ def flagged(ctx: ReportContext) -> list[Flowable]:
     data: list[list[Any]] = [
         [
             ctx.P(h, ctx.s.cell_bold)
-            for h in ("Image", "Relative error", "Steps", "Prediction")
+            for h in ("Image", "Not met", "Relative error", "Map error", "Steps", "Prediction")
         ]
     ]
     for r in flagged:
         data.append(
             [
                 ctx.P(r["path"], ctx.s.cell),
+                ctx.P(r.get("flag_reason") or "completeness", ctx.s.cell),
                 ctx.P(format_percent(r.get("relative_error")), ctx.s.cell),
+                ctx.P(format_percent(map_error_of(r), 1), ctx.s.cell),
                 ctx.P(r.get("n_steps", "n/a"), ctx.s.cell),
                 ctx.P(prediction_text(r), ctx.s.cell),
             ]
         )
-    out.append(table(data, [0.48 * ctx.fw, 0.15 * ctx.fw, 0.09 * ctx.fw, 0.28 * ctx.fw]))
+    out.append(table(data, [0.3 * ctx.fw, 0.14 * ctx.fw, 0.12 * ctx.fw, 0.1 * ctx.fw,
+                            0.08 * ctx.fw, 0.26 * ctx.fw]))
     return out
 
 
@@ -248,12 +264,12 @@ def localisation(ctx: ReportContext) -> list[Flowable]:
     ok = ctx.data.ok
     out: list[Flowable] = [CondPageBreak(120), ctx.heading("localisation")]
     out += ctx.text("localisation_intro")
-    hits = [r["pointing_hit"] for r in ok if isinstance(r.get("pointing_hit"), bool)]
+    hits = [hit for r in ok if isinstance(hit := r.get("pointing_hit"), bool)]
     pairs = [
-        (r["mask_mass_fraction"], r["mask_area_fraction"])
+        (mass_share, area_share)
         for r in ok
-        if isinstance(r.get("mask_mass_fraction"), (int, float))
-        and isinstance(r.get("mask_area_fraction"), (int, float))
+        if isinstance(mass_share := r.get("mask_mass_fraction"), (int, float))
+        and isinstance(area_share := r.get("mask_area_fraction"), (int, float))
     ]
     rows: list[list[Any]] = []
     if hits:
@@ -297,6 +313,12 @@ def method(ctx: ReportContext) -> list[Flowable]:
     if atol_of(ctx.data.manifest) is not None and ctx.tol is not None:
         method += " " + fill(ctx.t["text"]["completeness_rule"].strip(),
                              rule_values(ctx.data.manifest, ctx.tol_text()))
+    if map_tol_of(ctx.data.manifest) is not None and "map_rule" in ctx.t["text"]:
+        worst = max((e for r in ctx.data.ok if r.get("flagged") is False
+                     if (e := map_error_of(r)) is not None), default=None)
+        values = dict(rule_values(ctx.data.manifest, ctx.tol_text()),
+                      accuracy=accuracy_phrase(worst) or "not estimated")
+        method += " " + fill(ctx.t["text"]["map_rule"].strip(), values)
     out += paragraphs(method, ctx.s.body, ctx.fonts)
     strip = legend_strip(width=300, height=20)
     w = min(0.45 * ctx.fw, 220)

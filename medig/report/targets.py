@@ -18,12 +18,13 @@ from reportlab.lib import colors
 from reportlab.platypus import CondPageBreak, Flowable, Spacer
 
 from medig.report.layout import ReportContext, fill, format_percent, table
+from medig.report.rows import ResultRow
 
 __all__ = ["declared_where", "overlay_caption", "prediction_text", "probability_table",
            "target_info", "target_section"]
 
 
-def prediction_text(r: dict[str, Any]) -> str:
+def prediction_text(r: ResultRow) -> str:
     """The predicted class with its probability, e.g. ``"referable DR (p = 0.912)"``."""
     pred = r.get("predicted")
     if pred is None:
@@ -70,12 +71,13 @@ def _quantity(info: dict[str, Any], output: str | None) -> str:
     return f"P({name})"
 
 
-def _member_probability(r: dict[str, Any], members: list[str]) -> float | None:
+def _member_probability(r: ResultRow, members: list[str]) -> float | None:
     probs = r.get("probabilities") or {}
     values = [probs.get(m) for m in members]
-    if not values or any(not isinstance(v, (int, float)) for v in values):
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    if not values or len(numbers) != len(values):
         return None
-    return float(sum(values))
+    return float(sum(numbers))
 
 
 def _sources_line(ctx: ReportContext) -> str | None:
@@ -126,12 +128,12 @@ def _formula(name: Any, members: list[str]) -> str:
     return f"P({name}) = " + " + ".join(f"P({c})" for c in members) if members else f"P({name})"
 
 
-def overlay_caption(ctx: ReportContext, r: dict[str, Any]) -> str:
+def overlay_caption(ctx: ReportContext, r: ResultRow) -> str:
     """The caption under an overlay, naming the class or group its green is evidence for."""
     return fill(ctx.t["text"]["overlay_caption"], {"target": r.get("target") or "the class"})
 
 
-def probability_table(ctx: ReportContext, r: dict[str, Any]) -> list[Flowable]:
+def probability_table(ctx: ReportContext, r: ResultRow) -> list[Flowable]:
     """Per-image class probabilities for models with more than two classes (five DR grades):
     the predicted class in bold, the explained group's members shaded, the group's sum last."""
     probs = r.get("probabilities") or {}

@@ -20,6 +20,8 @@ from reportlab.platypus import CondPageBreak, Flowable, Table, TableStyle
 
 from medig.checks import thresholds
 from medig.report.layout import ReportContext, fill, format_percent, table
+from medig.report.rows import ResultRow
+from medig.report.tolerance import accuracy_phrase, map_error_of, map_tol_of
 
 __all__ = ["VERDICT_WORDS", "agreement_chart", "heading_flags", "sanity_chart", "thresholds_of",
            "trust", "trust_figures", "trust_rows"]
@@ -70,8 +72,16 @@ def _completeness_row(ctx: ReportContext) -> tuple[str, str, str]:
     if not ok:
         return "none", "no explained images", "trust_completeness"
     verdict = "good" if not flagged else "warn"
-    result = (f"{len(ok) - len(flagged)} of {len(ok)} maps add up to the change in output "
-              f"(tolerance {ctx.tol_text()}); {len(flagged)} flagged \u201cincomplete\u201d")
+    worst = max((e for r in ok if r.get("flagged") is False
+                 if (e := map_error_of(r)) is not None), default=None)
+    accurate = accuracy_phrase(worst)
+    if map_tol_of(ctx.data.manifest) is None or accurate is None:
+        result = (f"{len(ok) - len(flagged)} of {len(ok)} maps add up to the change in output "
+                  f"(tolerance {ctx.tol_text()}); {len(flagged)} flagged \u201cincomplete\u201d")
+    else:
+        result = (f"{len(ok) - len(flagged)} of {len(ok)} maps add up to the change in output "
+                  f"(tolerance {ctx.tol_text()}) and are {accurate}; {len(flagged)} flagged "
+                  f"(completeness or map accuracy not met)")
     return verdict, result, "trust_completeness"
 
 
@@ -266,7 +276,7 @@ def _short_names(stages: list[str], n: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ per image
-def trust_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]]:
+def trust_figures(ctx: ReportContext, r: ResultRow) -> list[tuple[str, str]]:
     """Baseline agreement, faithfulness and occlusion agreement of one image, when measured."""
     limits = _thresholds(ctx)
     f: list[tuple[str, str]] = []
@@ -291,7 +301,7 @@ def trust_figures(ctx: ReportContext, r: dict[str, Any]) -> list[tuple[str, str]
     return f
 
 
-def heading_flags(r: dict[str, Any]) -> str:
+def heading_flags(r: ResultRow) -> str:
     """Trust flags for an image's heading, other than "incomplete" (shown as FLAGGED already)."""
     flags = [f for f in (r.get("trust_flags") or []) if f != "incomplete"]
     return f"  \u2014  check: {', '.join(flags)}" if flags else ""

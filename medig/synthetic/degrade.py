@@ -21,6 +21,7 @@ under-exposed photograph) comes from ``seed``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -297,7 +298,7 @@ def full_frame_crop(images: Tensor, scale: float = 1.0, aspect: float = 4 / 3,
 
 
 #: Each degradation by name, as ``fn(images, severity) -> images``.
-DEGRADATIONS = {
+DEGRADATIONS: dict[str, Callable[..., Tensor]] = {
     "over_expose": over_expose,
     "under_expose": under_expose,
     "defocus": defocus,

@@ -85,7 +85,7 @@ def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x)
 
 
-def _like(result: np.ndarray, reference: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+def _like(result: np.ndarray, reference: ArrayLike) -> ArrayLike:
     """Return ``result`` as a tensor when ``reference`` is one (on CPU), else as an array."""
     return (
         torch.from_numpy(np.ascontiguousarray(result))

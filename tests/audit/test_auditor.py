@@ -13,7 +13,7 @@ from medig.attr.outputs import GroupProbability, SoftmaxOutput
 from medig.audit.auditor import Auditor
 from medig.audit.inputs import AuditInput, DecodedInput
 from medig.audit.steps import ImageBatch
-from medig.audit.store import WorkStore
+from medig.audit.store import WorkStore, record_key
 from medig.preprocess import FundusPreprocess
 from medig.utils import sha256_file
 from tests.audit.steps.kit import (
@@ -75,7 +75,10 @@ def test_every_input_gets_a_stored_ok_record(tmp_path) -> None:
     with torch.no_grad():
         probs = torch.softmax(make_tiny()(images).double(), dim=1)
     for i, record in enumerate(records):
-        assert record == auditor.ctx.store.load(auditor.keys[i])
+        stored = auditor.ctx.store.load(auditor.keys[i])
+        assert stored is not None and stored["key_sha256"] == shas[i]
+        assert record == {k: v for k, v in stored.items()
+                          if k not in ("key_sha256", "settings_key", "digest")}
         assert record["status"] == "ok" and record["sha256"] == shas[i] and record["error"] is None
         [row] = record["frames"]
         assert row["frame"] is None and row["status"] == "ok"
@@ -91,9 +94,11 @@ def test_one_failing_image_gets_an_error_row_and_its_batch_mates_are_ok(tmp_path
     auditor = _auditor(tmp_path, items)
     store = auditor.ctx.store
     # Work already stored (an earlier batch) must survive whatever this batch does.
-    store.save("earlier", {"sha256": "e" * 64, "status": "ok", "error": None, "frames": []})
-    store.save_arrays("earlier", 0, image=torch.ones(2).numpy())
-    kept = (store.record_path("earlier").read_bytes(), store.array_path("earlier", 0).read_bytes())
+    earlier = record_key("e" * 64, auditor.settings_key)
+    store.save(earlier, {"sha256": "e" * 64, "status": "error", "error": "x", "frames": []},
+               key_sha256="e" * 64, settings_key=auditor.settings_key)
+    store.save_arrays(earlier, 0, image=torch.ones(2).numpy())
+    kept = (store.record_path(earlier).read_bytes(), store.array_path(earlier, 0).read_bytes())
     fail = FailFor(items[1].rel)
     auditor.steps.insert(5, fail)  # after Predict, before Explain
     records = auditor.audit_batch(decoded(items, pixels), items, shas)
@@ -108,8 +113,8 @@ def test_one_failing_image_gets_an_error_row_and_its_batch_mates_are_ok(tmp_path
         assert store.is_done(auditor.keys[i]) and store.array_path(auditor.keys[i], 0).is_file()
         assert records[i]["frames"][0]["status"] == "ok"
     assert not store.array_path(auditor.keys[1], 0).exists()
-    assert (store.record_path("earlier").read_bytes(),
-            store.array_path("earlier", 0).read_bytes()) == kept
+    assert (store.record_path(earlier).read_bytes(),
+            store.array_path(earlier, 0).read_bytes()) == kept
 
     # The image's numbers do not depend on whether it was audited with its batch mates.
     alone = _auditor(tmp_path / "again", items)
@@ -131,11 +136,11 @@ def test_read_errors_are_final_unless_not_about_the_content(tmp_path) -> None:
     auditor = _auditor(tmp_path, items)
     batch = decoded(items, pixels)
     batch[0] = DecodedInput(index=0, frames=[], metadata=[], masks=[], error="not an image",
-                            sha256="f" * 64)
+                            sha256=shas[0])
     batch[2] = DecodedInput(index=2, frames=[], metadata=[], masks=[], error="vanished",
                             retry=True)
     records = auditor.audit_batch(batch, items, shas)
-    assert records[0] == {"sha256": "f" * 64, "status": "error", "error": "not an image",
+    assert records[0] == {"sha256": shas[0], "status": "error", "error": "not an image",
                           "frames": []}
     assert auditor.ctx.store.is_done(auditor.keys[0])  # final, like the file's bytes
     assert records[2]["retry"] is True and records[2]["sha256"] is None

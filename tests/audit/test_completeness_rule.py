@@ -12,6 +12,7 @@ from medig.audit import read_results
 from medig.cli import EXIT_SOME_FILES_FAILED, EXIT_USAGE, main
 from tests.audit.conftest import TINY
 
+MAP_TOL = 0.05  # the audit's default
 BASE = ["--model", TINY, "--classes", "healthy", "referable", "--size", "64",
         "--batch-size", "4", "--workers", "0", "--quiet", "--baseline", "black"]
 
@@ -27,12 +28,17 @@ def _ok_rows(out):
     return [r for r in read_results(out / "results.jsonl") if r["status"] == "ok"]
 
 
-def _check_rule(rows, atol, tol=0.01):
+def _check_rule(rows, atol, tol=0.01, map_tol=MAP_TOL):
     for r in rows:
         allowed = max(atol, tol * abs(r["score"] - r["baseline_score"]))
         assert r["abs_tol"] == pytest.approx(allowed, rel=1e-5)
         within = abs(r["delta"]) <= r["abs_tol"] * (1 + 1e-5)
-        assert r["flagged"] is (not within)
+        accurate = (map_tol is None or r["map_error"] is None
+                    or r["map_error"] <= map_tol * (1 + 1e-5))
+        assert r["flagged"] is (not within or not accurate)
+        reasons = [name for name, ok in (("completeness", within), ("map accuracy", accurate))
+                   if not ok]
+        assert r["flag_reason"] == (" and ".join(reasons) or None)
         assert r["relative_error"] == pytest.approx(
             abs(r["delta"]) / abs(r["score"] - r["baseline_score"]), rel=1e-4)
 
@@ -60,14 +66,17 @@ def test_report_states_the_rule_in_the_method_note(default_audit):
 @pytest.mark.slow
 def test_given_absolute_tolerance_and_logit_default(audit_folder, tmp_path):
     loose = tmp_path / "loose"
-    main(["audit", str(audit_folder), "--out", str(loose), *BASE, "--completeness-atol", "0.05"])
+    # completeness alone (--map-tol none): the evaluation counts compare the two completeness rules
+    main(["audit", str(audit_folder), "--out", str(loose), *BASE, "--completeness-atol", "0.05",
+          "--map-tol", "none"])
     rows = _ok_rows(loose)
-    _check_rule(rows, 0.05)
+    _check_rule(rows, 0.05, map_tol=None)
     logit = tmp_path / "logit"
-    main(["audit", str(audit_folder), "--out", str(logit), *BASE, "--output", "logit"])
+    main(["audit", str(audit_folder), "--out", str(logit), *BASE, "--output", "logit",
+          "--map-tol", "none"])
     manifest = json.loads((logit / "manifest.json").read_text())
     assert manifest["settings"]["completeness_atol"] == 1e-6  # float noise only, in logit units
-    _check_rule(_ok_rows(logit), 1e-6)
+    _check_rule(_ok_rows(logit), 1e-6, map_tol=None)
     # a looser rule costs fewer evaluations than the strict logit one on the same images
     assert sum(r["n_steps"] for r in rows) <= sum(r["n_steps"] for r in _ok_rows(logit))
 
@@ -85,3 +94,34 @@ def test_bad_absolute_tolerance_is_a_usage_error(audit_folder, tmp_path, capsys,
                  "--completeness-atol", bad])
     assert code == EXIT_USAGE
     assert "--completeness-atol" in capsys.readouterr().err
+
+
+def test_map_accuracy_rule_in_rows_manifest_and_report(default_audit):
+    rows = _ok_rows(default_audit)
+    assert all(isinstance(r["map_error"], float) for r in rows)  # every image has an estimate
+    header = (default_audit / "results.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert header.index("map_error") == header.index("relative_error") + 1
+    assert header.index("flag_reason") == header.index("flagged") + 1
+    manifest = json.loads((default_audit / "manifest.json").read_text())
+    assert manifest["settings"]["map_tol"] == MAP_TOL
+    assert "<= 0.05" in manifest["map_rule"] and "map_error" in manifest["map_rule"]
+    text = " ".join(page.extract_text() for page in PdfReader(default_audit / "report.pdf").pages)
+    text = " ".join(text.split())
+    assert "Map accuracy rule:" in text and "at most 5% of the map" in text
+    assert "(estimated)" in text
+
+
+def test_map_tol_is_a_numeric_setting(default_audit, audit_folder, capsys, tmp_path):
+    code = main(["audit", str(audit_folder), "--out", str(default_audit), *BASE,
+                 "--map-tol", "0.1"])
+    assert code == EXIT_USAGE
+    assert "map_tol" in capsys.readouterr().err
+    alone = tmp_path / "alone"
+    main(["audit", str(audit_folder), "--out", str(alone), *BASE, "--map-tol", "none"])
+    manifest = json.loads((alone / "manifest.json").read_text())
+    assert manifest["settings"]["map_tol"] is None
+    assert manifest["map_rule"].startswith("Completeness alone")
+    assert not any(r["flag_reason"] == "map accuracy" for r in _ok_rows(alone))
+    # completeness alone costs no more than completeness and map accuracy on the same images
+    assert (sum(r["n_steps"] for r in _ok_rows(alone))
+            <= sum(r["n_steps"] for r in _ok_rows(default_audit)))

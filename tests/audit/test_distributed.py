@@ -76,7 +76,11 @@ def test_two_process_audit_equals_one_process(tmp_path):
     # the ranks drew their own overlays, at the cohort scale of the single-process run
     drawn_by_rank1 = json.loads((multi / ".medig" / "ranks" / "overlays-rank1.json").read_text())
     assert drawn_by_rank1
-    for png in (single / "overlays").rglob("*.png"):
+    # ... and each baseline's own (black and blur, the default), at that scale too
+    assert any(p.startswith("report_files/baselines/blur/") for p in drawn_by_rank1)
+    own = sorted((single / "report_files").rglob("*.png"))
+    assert len(own) == 2 * len(list((single / "overlays").rglob("*.png"))) > 0
+    for png in [*(single / "overlays").rglob("*.png"), *own]:
         twin = multi / png.relative_to(single)
         assert twin.read_bytes() == png.read_bytes(), png.name
 

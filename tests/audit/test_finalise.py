@@ -44,7 +44,8 @@ def stored(tmp_path):
     auditor.audit_batch(decoded(items[:3], pixels[:3]), items,
                         {i: sha_of[items[i].rel] for i in range(3)})
     store.save(keys[3], {"sha256": sha_of["failed.png"], "status": "error",
-                         "error": "could not be audited: RuntimeError: boom", "frames": []})
+                         "error": "could not be audited: RuntimeError: boom", "frames": []},
+               key_sha256=sha_of["failed.png"], settings_key=plan.key())
     write_rank_report(store, DistContext(), RUN, sha_of, computed=4, seconds=1.5)
     return out, plan, items, store, keys
 
@@ -153,3 +154,74 @@ def test_rank_reports_name_the_rank_that_did_not_report(stored) -> None:
         read_rank_reports(store, RUN, 2)
     with pytest.raises(AuditError, match="rank 0 did not report for this run"):
         read_rank_reports(store, "another run", 1)  # a stale report of an earlier run
+
+
+@pytest.fixture
+def stored_two_baselines(tmp_path):
+    """Stored work of an audit of 2 inputs against two baselines (black and blur, averaged)."""
+    pixels = list(photographs(2, seed=51))
+    items = write_inputs(tmp_path / "in", pixels, ["a.png", "b.png"])
+    plan = plan_for(settings(baselines=("black", "blur")))
+    out = tmp_path / "out"
+    store = WorkStore(out)
+    sha_of = {it.rel: sha256_file(it.path) for it in items}
+    keys = {i: record_key(sha_of[it.rel], plan.key()) for i, it in enumerate(items)}
+    auditor = Auditor(make_tiny(), plan, torch.device("cpu"), store, out, keys)
+    auditor.audit_batch(decoded(items, pixels), items, {i: sha_of[it.rel] for i, it in
+                                                        enumerate(items)})
+    write_rank_report(store, DistContext(), RUN, sha_of, computed=2, seconds=1.0)
+    return out, plan, items, store, keys
+
+
+def _own(out, baseline, name):
+    return np.asarray(Image.open(out / "report_files" / "baselines" / baseline / f"{name}.png")
+                      .convert("RGB")).transpose(2, 0, 1)
+
+
+def test_each_baseline_s_overlay_is_drawn_at_the_cohort_scale_once(stored_two_baselines,
+                                                                    monkeypatch) -> None:
+    out, plan, items, store, keys = stored_two_baselines
+    finalise_audit(out, plan, items, RUN, "cpu")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["baseline_overlays"] == {"black": "report_files/baselines/black",
+                                             "blur": "report_files/baselines/blur"}
+    arrays = store.load_arrays(keys[0], 0)
+    image = arrays["image"].astype(np.float32) / 255
+    for k, baseline in enumerate(["black", "blur"]):
+        amap = arrays["baseline_maps"][k:k + 1].astype(np.float32) * arrays["baseline_scales"][k]
+        expected = overlay(image, amap, arrays["fov"], manifest["cohort_clip"])
+        assert np.array_equal(_own(out, baseline, "a.png"), np.asarray(expected))
+    assert not np.array_equal(_own(out, "black", "a.png"), _own(out, "blur", "a.png"))
+
+    rendered = []
+    real = finalise._render_own
+    monkeypatch.setattr(finalise, "_render_own",
+                        lambda path, *a: rendered.append(path.parent.name + "/" + path.name)
+                        or real(path, *a))
+    finalise_audit(out, plan, items, RUN, "cpu")  # same work, same scale: nothing drawn again
+    assert rendered == []
+    (out / "report_files" / "baselines" / "blur" / "b.png.png").unlink()
+    finalise_audit(out, plan, items, RUN, "cpu")
+    assert rendered == ["blur/b.png.png"]  # only what is missing
+
+
+def test_work_stored_without_per_baseline_maps_gets_no_baseline_overlays(stored_two_baselines,
+                                                                         monkeypatch) -> None:
+    out, plan, items, store, keys = stored_two_baselines
+    # b.png's work as an older medig stored it: no per-baseline maps
+    old = {k: v for k, v in store.load_arrays(keys[1], 0).items() if not k.startswith("baseline")}
+    store.save_arrays(keys[1], 0, **old)
+    (out / "report_files" / "baselines" / "black").mkdir(parents=True)
+    (out / "report_files" / "baselines" / "black" / "b.png.png").write_bytes(b"stale")
+    summary = finalise_audit(out, plan, items, RUN, "cpu")
+    assert summary.ok == 2 and not store.damaged
+    assert (out / "overlays" / "b.png.png").is_file()
+    assert not list((out / "report_files").rglob("b.png.png"))  # the stale one is gone too
+    assert (out / "report_files" / "baselines" / "blur" / "a.png.png").is_file()
+    loads = []
+    real = store.load_arrays
+    monkeypatch.setattr(WorkStore, "load_arrays",
+                        lambda self, *a, **k: loads.append(a) or real(*a, **k))
+    finalise_audit(out, plan, items, RUN, "cpu")
+    assert [a for a in loads if "image" in a] == []  # known to be absent: not drawn, not looked
+    # for again (the sketches are read for the cohort scale, as always)

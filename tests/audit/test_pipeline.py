@@ -106,7 +106,8 @@ def test_other_numeric_settings_are_refused_unless_forced(tmp_path) -> None:
 
 def test_a_forced_audit_clears_the_previous_work_but_not_its_lock(tmp_path) -> None:
     out = tmp_path / "out"
-    for name in ("overlays/a.png", "attributions/a.png.npz", ".medig/records/k.json",
+    for name in ("overlays/a.png", "attributions/a.png.npz", "report_files/baselines/b/a.png",
+                 ".medig/records/k.json",
                  ".medig/arrays/k-0.npz", ".medig/overlays.json", ".medig/lock"):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("x")
@@ -126,14 +127,24 @@ def test_batches_are_cut_from_the_whole_list_and_stored_work_is_left_out(tmp_pat
     store = WorkStore(tmp_path / "out")
     shas = [sha256_file(it.path) for it in items]
     keys = [record_key(s, plan.key()) for s in shas]
-    store.save(keys[1], {"status": "ok"})  # done
-    store.save(keys[3], {"status": "error", "retry": True})  # to be retried
-    store.save(keys[4], {"status": "error"})  # final
-    store.save(keys[5], {"status": "ok"})
+
+    def save(i: int, **record: object) -> None:
+        store.save(keys[i], {"sha256": shas[i], "frames": [], **record}, key_sha256=shas[i],
+                   settings_key=plan.key())
+
+    save(1, status="error", error="final")  # done
+    save(3, status="error", error="final")
+    save(4, status="error", error="final")
+    save(5, status="error", error="final")
     work = pipeline._schedule(items, plan, store, DistContext())
     assert work.mine == list(range(7)) and work.shas == dict(enumerate(shas))
     assert work.keys == dict(enumerate(keys))
-    assert work.todo == [[0, 2], [3], [6]] and work.n_todo == 4  # from [0 1 2] [3 4 5] [6]
+    # batches [0 1 2] [3 4 5] [6]: a batch with work left is recomputed whole (same batch-mates,
+    # bit-identical numbers); a finished one is left out
+    assert work.todo == [[0, 1, 2], [6]] and work.n_todo == 4
+    save(4, status="error", error="transient", retry=True)  # to be retried: its batch again
+    assert pipeline._schedule(items, plan, store, DistContext()).todo == [[0, 1, 2], [3, 4, 5],
+                                                                          [6]]
 
 
 def test_ranks_share_whole_batches_and_together_cover_every_input(tmp_path) -> None:

@@ -173,8 +173,10 @@ def test_damaged_overlay_stamps_redraw_the_overlays(copy, caplog, content):
     assert (out / "results.jsonl").read_bytes() == (ref / "results.jsonl").read_bytes()
     for png in ("a.jpg.png", "b.png.png", "c.tif.png"):
         assert (out / "overlays" / png).read_bytes() == (ref / "overlays" / png).read_bytes()
+    names = ("a.jpg.png", "b.png.png", "c.tif.png")
     assert json.loads((out / ".medig" / "overlays.json").read_text()).keys() == {
-        "overlays/a.jpg.png", "overlays/b.png.png", "overlays/c.tif.png"}
+        f"{d}/{png}" for png in names  # each baseline's own overlays are stamped too
+        for d in ("overlays", "report_files/baselines/black", "report_files/baselines/blur")}
     assert len(_medig_warnings(caplog)) <= 1
     assert all(r.exc_info is None for r in caplog.records)
 
@@ -300,3 +302,26 @@ def test_unreadable_inputs_alone_do_not_recompute_their_batch(tmp_path):
     again = run_audit([folder], tmp_path / "out", settings(), progress=False)
     assert first.computed == 5 and again.computed == 1  # only the FIFO
     assert next(r for r in again.rows if r["path"] == "b_pipe.jpg")["status"] == "error"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_study_pages_keep_the_first_runs_date_when_the_manifest_is_lost(tmp_path, damage) -> None:
+    """The pages (and so the Encapsulated PDFs sent to a PACS) are dated by the audit's first run;
+    the work store keeps that date too, so a lost manifest does not re-date them."""
+    import time
+
+    folder = make_audit_folder(tmp_path / "in", n=2, seed=11)
+    out = tmp_path / "out"
+    _audit(folder, out, "--per-study")
+    first = json.loads((out / "manifest.json").read_text())["first_started"]
+    pages = {p.name: p.read_bytes() for p in (out / "studies").glob("*.pdf")}
+    assert pages
+    manifest = out / "manifest.json"
+    if damage == "deleted":
+        manifest.unlink()
+    else:
+        manifest.write_bytes(b"\xff garbage")
+    time.sleep(1.1)  # a later second: a page dated by this run would differ
+    _audit(folder, out, "--per-study")
+    assert json.loads(manifest.read_text())["first_started"] == first
+    assert {p.name: p.read_bytes() for p in (out / "studies").glob("*.pdf")} == pages

@@ -1,16 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
 """Hand-made hostile inputs: one file (or file-system entry) per failure found by the fuzzing
-fuzzing campaign, each with the row an audit must give it.
+campaigns, each with the row an audit must give it, and hostile lesion masks for them.
 
 Everything is generated here from synthetic pixels (no bundled file needed), small enough for CI:
-the largest file is about 1 MB.
+the largest file is about 1 MB. Files with different names have different bytes, except where
+the same bytes under different names is the case itself (a content-keyed cache must not give
+one name another's name-derived fields).
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
 import struct
 import unicodedata
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +28,8 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from tests.io.conftest import build_dicom, rgb_fundus
 
-__all__ = ["Expected", "dicom_bytes", "jpeg_bytes", "make_edge_cases", "patch_sof"]
+__all__ = ["Expected", "dicom_bytes", "jpeg_bytes", "make_edge_cases", "make_masks",
+           "patch_sof"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class Expected:
     status: str  # "ok" or "error"
     reason: str = ""  # lower-case fragment of the error reason
     frames: int = 1  # rows (frames) of an ok multi-frame file
+    laterality: str | None = None  # "R" / "L" the row must give (checked when set)
+    dicom: bool = False  # an ok DICOM with UIDs: --dicom-out must write its Secondary Capture(s)
 
 
 def jpeg_bytes(h: int = 96, w: int = 128, seed: int = 0, **save: object) -> bytes:
@@ -93,6 +102,30 @@ def _pixel_length_past_eof(data: bytes) -> bytes:
     return data[: at + 8] + struct.pack("<I", length + 0xF0000000) + data[at + 12 :]
 
 
+def fixed_uid(text: str) -> str:
+    """A fixed ``2.25.`` UID for ``text`` (the corpus is the same on every run)."""
+    return "2.25." + str(int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "big"))
+
+
+def charset_dicom(charset: str | list[str], patient_name: str, seed: int) -> bytes:
+    """A fundus DICOM whose SpecificCharacterSet is ``charset`` (values the reader audits fine
+    but a DICOM writer may refuse: an empty first value, an ISO 2022 form, an unknown term)."""
+    ds = build_dicom(rgb_fundus(48, 64, seed=seed), laterality="L")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = fixed_uid(f"sop{seed}")
+    ds.StudyInstanceUID = fixed_uid(f"study{seed}")
+    ds.SeriesInstanceUID = fixed_uid(f"series{seed}")
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = patient_name
+    log = logging.getLogger("pydicom")
+    level, log.level = log.level, logging.ERROR
+    try:
+        with warnings.catch_warnings():  # pydicom warns about an unknown term, and writes it
+            warnings.simplefilter("ignore")
+            return dicom_bytes(ds)
+    finally:
+        log.setLevel(level)
+
+
 def _webp() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb_fundus(64, 64)).save(buffer, "WEBP")
@@ -128,10 +161,14 @@ def make_edge_cases(folder: str | os.PathLike, special_files: bool = True) -> di
     put("uw_sop_class.dcm", _unknown_vr(dicom_bytes(no_pixels), b"\x08\x00\x16\x00", b"UI"),
         Expected("error", "no pixel data"))
     # 2. long names: 240 ASCII bytes, and 79 CJK characters (237 bytes)
-    put("l" * 240 + ".jpg", good_jpeg, Expected("ok"))
-    put("\u773c" * 79 + ".jpg", good_jpeg, Expected("ok"))
-    # 3. a name that is not UTF-8 (written as bytes), escaped as %FF in every output
-    put(b"caf\xff.jpg", good_jpeg, Expected("ok"), row="caf%FF.jpg")
+    put("l" * 240 + ".jpg", jpeg_bytes(seed=20), Expected("ok"))
+    put("\u773c" * 79 + ".jpg", jpeg_bytes(seed=21), Expected("ok"))
+    # 3. names that are not UTF-8 (written as bytes), escaped as %FF in every output; bytes no
+    # other name has, so nothing derived from another name can stand in for theirs
+    put(b"caf\xff.jpg", jpeg_bytes(seed=22), Expected("ok"), row="caf%FF.jpg")
+    put(b"\xff\xfe.jpg", jpeg_bytes(seed=23), Expected("ok"), row="%FF%FE.jpg")
+    put(b"caf\xe9_left.jpg", jpeg_bytes(seed=24), Expected("ok", laterality="L"),
+        row="caf%E9_left.jpg")
     # 4. many small frames: 4x4 RGB x 20,000 (1 MB) and 1x1 x 200,000
     put("frames_4x4x20000.dcm", _frames_dicom(4, 4, 20_000, True), Expected("error", "frames"))
     put("frames_1x1x200000.dcm", _frames_dicom(1, 1, 200_000, False),
@@ -160,8 +197,22 @@ def make_edge_cases(folder: str | os.PathLike, special_files: bool = True) -> di
     put(unicodedata.normalize("NFD", "\u00e9t\u00e9.jpg"), jpeg_bytes(seed=5), Expected("ok"),
         row=unicodedata.normalize("NFD", "\u00e9t\u00e9.jpg"))
     two = np.stack([rgb_fundus(48, 64, seed=s) for s in (6, 7)])
-    put("eye.dcm", dicom_bytes(build_dicom(two)), Expected("ok", frames=2))
+    put("eye.dcm", dicom_bytes(build_dicom(two)), Expected("ok", frames=2, dicom=True))
     put("eye.dcm#1", jpeg_bytes(seed=8), Expected("ok"), row="eye.dcm%231")
+    # 12. the same bytes under names with different hints: each row's laterality (and study)
+    # comes from its own name, never from the first name's cached work
+    twin = jpeg_bytes(seed=25)
+    for name, eye in (("a_left.jpg", "L"), ("b_right.jpg", "R"), ("c.jpg", None),
+                      ("10_left.jpg", "L"), ("10_right.jpg", "R")):
+        put(name, twin, Expected("ok", laterality=eye))
+    # 13. character sets the reader accepts: the DICOM output of every file must survive them
+    put("charset_jis.dcm", charset_dicom(["", "ISO 2022 IR 87"],
+                                         "Yamada^Tarou=\u5c71\u7530^\u592a\u90ce", 30),
+        Expected("ok", dicom=True))
+    put("charset_iso2022_latin1.dcm",
+        charset_dicom("ISO 2022 IR 100", "M\u00fcller^J\u00fcrgen", 31), Expected("ok", dicom=True))
+    put("charset_unknown.dcm", charset_dicom("ISO_IR 999", "Doe^Jane", 32),
+        Expected("ok", dicom=True))
     # a control
     put("good.jpg", good_jpeg, Expected("ok"))
     if special_files and hasattr(os, "mkfifo"):
@@ -177,3 +228,63 @@ def make_edge_cases(folder: str | os.PathLike, special_files: bool = True) -> di
         (root / "folder.jpg").mkdir()
         cases["folder.jpg/"] = Expected("error", "directory")
     return cases
+
+
+def mask_png(h: int, w: int, fill: str = "disk") -> bytes:
+    yy, xx = np.mgrid[0:h, 0:w]
+    if fill == "disk":
+        mask = np.hypot(yy - h / 2, xx - w / 2) < min(h, w) / 5
+    else:
+        mask = np.full((h, w), fill == "all")
+    return png_bytes(mask.astype(np.uint8) * 255)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` (a decompression bomb's header)."""
+    data = bytearray(mask_png(16, 16))
+    at = data.index(b"IHDR") + 4
+    data[at : at + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[at - 4 : at + 13]))
+    data[at + 13 : at + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def make_masks(folder: str | os.PathLike, special_files: bool = True) -> dict[str, bool]:
+    """Lesion masks for the cases of :func:`make_edge_cases`, in ``folder`` (the ``--masks``
+    folder); returns, per row path, whether the row must carry localisation figures.
+
+    Good masks (for a JPEG, a non-UTF-8 name, one frame of a multi-frame DICOM, a DICOM with an
+    ISO 2022 character set) and hostile ones: another size, truncated, a header claiming 1.6
+    gigapixels, all ones, all zeros, a FIFO, a link loop, a link to ``/dev/zero``, a folder named
+    like a mask, a mask with no image.
+    """
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    expect: dict[str, bool] = {}
+
+    def put(name: str | bytes, data: bytes, row: str, figures: bool) -> None:
+        path = os.path.join(os.fsencode(root), name) if isinstance(name, bytes) else root / name
+        with open(path, "wb") as fh:
+            fh.write(data)
+        expect[row] = figures
+
+    put("good.png", mask_png(96, 128), "good.jpg", True)
+    put(b"caf\xff.png", mask_png(96, 128), "caf%FF.jpg", True)
+    put("eye_frame0.png", mask_png(48, 64), "eye.dcm#0", True)
+    put("eye_frame1.png", mask_png(10, 10), "eye.dcm#1", False)  # another size: no mask
+    put("charset_jis.png", mask_png(48, 64), "charset_jis.dcm", True)
+    put("a_b.png", mask_png(96, 128)[:60], "a_b.jpg", False)  # truncated
+    put("a<b.png", _png_claiming(40000, 40000), "a<b.jpg", False)
+    put("l" * 240 + ".png", mask_png(96, 128, "all"), "l" * 240 + ".jpg", True)
+    put("\u773c" * 79 + ".png", mask_png(96, 128, "none"), "\u773c" * 79 + ".jpg", False)
+    put("orphan.png", mask_png(96, 128), "orphan.jpg", False)  # no such image: ignored
+    if special_files and hasattr(os, "mkfifo"):
+        os.mkfifo(root / "c.png")  # never opened (opening it would block the audit)
+        expect["c.jpg"] = False
+        os.symlink("b_right.png", root / "b_right.png")
+        expect["b_right.jpg"] = False
+        os.symlink("/dev/zero", root / "10_left.png")
+        expect["10_left.jpg"] = False
+        (root / "10_right.png").mkdir()
+        expect["10_right.jpg"] = False
+    return expect

@@ -55,7 +55,7 @@ def test_report_content(audit_dir: Path) -> None:
 
 def test_flagged_and_error_sections_list_exactly_those_images(audit_dir: Path) -> None:
     _, text = _text(build_report(audit_dir))
-    flagged_part = text.split("Images flagged for incomplete attribution", 1)[1].split(
+    flagged_part = text.split("Images flagged: completeness or map accuracy not met", 1)[1].split(
         "Images that could not", 1
     )[0]
     assert "eye_002.jpg" in flagged_part and _flat("Ångström ü 眼底.png") in _flat(flagged_part)

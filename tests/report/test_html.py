@@ -134,3 +134,26 @@ def test_script_never_parses_data_as_html():
                  "new Function", "setAttribute(\"style\"", "setAttribute('style'"):
         assert sink not in script, sink
     assert "textContent" in script
+
+
+def test_rows_list_the_baseline_images_that_exist(tmp_path):
+    folders = {"black": "report_files/baselines/black", "blur": "report_files/baselines/blur"}
+    out = write_audit(tmp_path / "audit", [make_row("a.png"), make_row("b.png"),
+                                           make_row("bad.png", status="error", overlay=None)],
+                      manifest_extra={"baseline_overlays": folders})
+    for folder in folders.values():
+        (out / folder).mkdir(parents=True)
+        (out / folder / "a.png.png").write_bytes(b"png")  # b.png: stored by an older medig
+    (out / "report_files/baselines/blur/bad.png.png").write_bytes(b"png")
+    data = json.loads("".join(_scan(build_html(out)).blob))
+    assert data["meta"]["baseline_views"] == [{"name": "black", "dir": folders["black"]},
+                                              {"name": "blur", "dir": folders["blur"]}]
+    views = {r["path"]: r["views"] for r in _rows(_scan(out / "report.html"))}
+    assert views == {"a.png": [0, 1], "b.png": None, "bad.png": None}
+
+
+def test_no_baseline_views_from_folders_outside_the_audit(tmp_path):
+    out = write_audit(tmp_path / "audit", [make_row("a.png")], manifest_extra={
+        "baseline_overlays": {"black": "../elsewhere", "blur": "/abs"}})
+    data = json.loads("".join(_scan(build_html(out)).blob))
+    assert data["meta"]["baseline_views"] == [] and "views" not in data["columns"]

@@ -8,6 +8,7 @@ Skips with the reason where chromium, chromedriver or selenium are not installed
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -183,6 +184,97 @@ def test_sort_filter_slider_keys(audited, driver, tmp_path):
     driver.find_element(By.XPATH, "//div[@id='viewer']//button[text()='+']").click()
     assert "scale(1.5)" in driver.execute_script(
         "return document.querySelector('#viewer .pan').style.transform")
+    assert browser_kit.console_errors(driver) == []
+
+
+def _over(driver) -> dict:
+    return driver.execute_script(
+        "var i = document.querySelector('#viewer img.over');"
+        "return {src: i.getAttribute('src'), done: i.complete, width: i.naturalWidth};")
+
+
+def _wait_over(driver, src: str) -> None:
+    _wait(driver, "var i = document.querySelector('#viewer img.over');"
+                  f"return i.getAttribute('src') === {src!r} && i.complete && i.naturalWidth > 0")
+
+
+def test_baseline_toggle_switches_the_overlay(audited, driver, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    manifest = json.loads((audited / "manifest.json").read_text())
+    assert manifest["settings"]["baselines"] == ["black", "blur"]  # the CLI's default
+    _open(driver, audited)
+    row = next(r for r in read_results(audited / "results.jsonl") if r["status"] == "ok")
+    driver.execute_script("document.querySelector('#tbody [data-path=\"' + "
+                          "CSS.escape(arguments[0]) + '\"]').click()", row["path"])
+    buttons = driver.find_elements(By.CSS_SELECTOR, "#viewer [role=group] button")
+    assert [b.text for b in buttons] == ["averaged", "black", "blur"]
+    assert buttons[0].get_attribute("aria-pressed") == "true"
+    averaged = _over(driver)["src"]
+    _wait_over(driver, averaged)
+    seen = {averaged}
+    for name in ("black", "blur"):
+        driver.find_element(By.CSS_SELECTOR, f'#viewer button[data-view="{name}"]').click()
+        src = _over(driver)["src"]
+        assert src not in seen and src.startswith(f"report_files/baselines/{name}/")
+        _wait_over(driver, src)  # loaded: naturalWidth > 0
+        seen.add(src)
+        assert driver.find_element(By.CSS_SELECTOR, f'#viewer button[data-view="{name}"]'
+                                   ).get_attribute("aria-pressed") == "true"
+    _shot(driver, tmp_path, "viewer-baseline")
+    # keyboard: the buttons take focus and Enter; "b" steps through the maps
+    averaged_button = driver.find_element(By.CSS_SELECTOR, '#viewer button[data-view="averaged"]')
+    averaged_button.send_keys(Keys.ENTER)
+    assert _over(driver)["src"] == averaged
+    driver.find_element(By.TAG_NAME, "body").send_keys("b")
+    assert _over(driver)["src"].startswith("report_files/baselines/black/")
+    # the choice is kept for the next image
+    driver.find_element(By.TAG_NAME, "body").send_keys("j")
+    assert _over(driver)["src"].startswith("report_files/baselines/black/")
+    assert browser_kit.console_errors(driver) == []
+    urls = browser_kit.requested_urls(driver)
+    assert any("/report_files/baselines/blur/" in u for u in urls)
+    assert all(u.startswith(("file:", "data:")) for u in urls), urls
+
+
+def test_a_single_baseline_audit_shows_no_toggle(tmp_path_factory, driver):
+    from selenium.webdriver.common.by import By
+
+    folder = make_audit_folder(tmp_path_factory.mktemp("one"))
+    out = tmp_path_factory.mktemp("one-audit") / "out"
+    main(["audit", str(folder), "--out", str(out), *BASE, "--baseline", "black"])
+    assert "baseline_overlays" not in json.loads((out / "manifest.json").read_text())
+    assert not (out / "report_files").exists()
+    _open(driver, out)
+    driver.find_element(By.CSS_SELECTOR, "#tbody .row:not(.err)").click()
+    _wait(driver, "var i = document.querySelector('#viewer img.over');"
+                  "return i && i.complete && i.naturalWidth")
+    assert driver.find_elements(By.CSS_SELECTOR, "#viewer [role=group], #viewer button.view") == []
+    assert "averaged over the baselines" not in driver.find_element(By.ID, "viewer").text
+    assert browser_kit.console_errors(driver) == []
+
+
+def test_an_image_without_stored_baseline_maps_shows_no_toggle(audited, driver, tmp_path):
+    """Work stored by an older medig has no per-baseline maps, so no per-baseline overlays."""
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "copy"
+    shutil.copytree(audited, out)
+    first, second = [r for r in read_results(out / "results.jsonl") if r["status"] == "ok"][:2]
+    old, new = first["path"], second["path"]
+    for baseline in ("black", "blur"):
+        (out / "report_files" / "baselines" / baseline / first["overlay"][len("overlays/"):]
+         ).unlink()
+    assert main(["report", str(out)]) == 0
+    _open(driver, out)
+    for path, toggle in ((old, False), (new, True), (old, False)):
+        driver.execute_script("document.querySelector('#tbody [data-path=\"' + "
+                              "CSS.escape(arguments[0]) + '\"]').click()", path)
+        assert bool(driver.find_elements(By.CSS_SELECTOR, "#viewer [role=group]")) is toggle
+        _wait(driver, "var i = document.querySelector('#viewer img.over');"
+                      "return i && i.complete && i.naturalWidth")
+    assert "per-baseline maps were not stored" in driver.find_element(By.ID, "viewer").text
     assert browser_kit.console_errors(driver) == []
 
 

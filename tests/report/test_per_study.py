@@ -64,7 +64,8 @@ def test_one_pdf_per_study_with_both_eyes_on_one_page(pages):
     assert "The model predicts referable DR (probability 87.3%)." in text
     assert "The model predicts no referable DR (probability 80.0%)." in text
     flat = " ".join(text.split())
-    assert "Attribution incomplete (flagged)" in flat and "INCOMPLETE (relative error 5.00%)" in flat
+    assert "Attribution not reliable (flagged: completeness or map accuracy not met)" in flat
+    assert "NOT RELIABLE (completeness not met; relative error 5.00%)" in flat
     assert "Could not be read: truncated DICOM file" in text
     assert "not a diagnosis" in text.lower()
     assert "lone.png" not in text  # another page

@@ -15,7 +15,7 @@ from medig.audit.finalise import FinishedAudit
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.audit.store import output_name, parse_row_path
 from medig.utils import atomic_write
-from medig.visualize import abs_quantiles, clip_value
+from medig.visualize import abs_quantiles, attribution_map, clip_value
 
 __all__ = ["NameAttributions", "StoreArrays"]
 
@@ -37,12 +37,23 @@ class StoreArrays:
         self.ctx = ctx
 
     def __call__(self, batch: ImageBatch) -> None:
-        attributions = batch.explanation.attributions
+        expl = batch.explanation
+        assert expl is not None  # Explain ran
+        attributions = expl.attributions
+        # each baseline's own map, for the browser's per-baseline overlays (one baseline: its
+        # map is the averaged one, so nothing more is stored)
+        own = (np.stack([attribution_map(p.detach()).float().cpu().numpy()
+                         for p in expl.per_baseline], axis=1)  # (N, B, 1, H, W)
+               if len(expl.per_baseline) > 1 else None)
         for j in range(len(batch)):
-            self._store(batch, j, attributions[j])
+            extra = {} if own is None else _baseline_arrays(own[j], expl.baselines)
+            self._store(batch, j, attributions[j], extra)
 
-    def _store(self, batch: ImageBatch, j: int, attributions: Tensor) -> None:
+    def _store(self, batch: ImageBatch, j: int, attributions: Tensor,
+               extra: dict[str, np.ndarray]) -> None:
         s = self.ctx.settings
+        assert (batch.maps is not None and batch.fov is not None and batch.images is not None
+                and batch.boxes is not None)  # Preprocess and Explain ran
         amap = batch.maps[j].detach().float().cpu().numpy()
         scale = float(np.abs(amap).max()) or 1.0
         fov = batch.fov[j].cpu().numpy()
@@ -59,6 +70,7 @@ class StoreArrays:
             # the same way when the localisation figures are computed (at every audit)
             box=batch.boxes[j].detach().double().cpu().numpy(),
             source_shape=np.asarray(batch.pixels[j].shape[-2:], dtype=np.int64),
+            **extra,
         )
         if s.save_attributions:
             buffer = io.BytesIO()
@@ -67,6 +79,15 @@ class StoreArrays:
                                                                        batch.frames[j]))})
             name = output_name(batch.inputs[j].rel, batch.frames[j])
             atomic_write(self.ctx.out_dir / "attributions" / f"{name}.npz", buffer.getvalue())
+
+
+def _baseline_arrays(maps: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """``(B, 1, H, W)`` per-baseline maps as stored: ``baseline_maps`` ``(B, H, W)`` float16, each
+    normalised like ``attr_map`` by its entry of ``baseline_scales``, and ``baseline_names``."""
+    scales = np.abs(maps).reshape(len(maps), -1).max(axis=1).astype(np.float64)
+    scales[scales == 0] = 1.0
+    return {"baseline_maps": (maps[:, 0] / scales[:, None, None]).astype(np.float16),
+            "baseline_scales": scales, "baseline_names": np.asarray(names, dtype=np.str_)}
 
 
 def _written_from(path: Path) -> str | None:

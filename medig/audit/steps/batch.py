@@ -114,7 +114,7 @@ class ImageBatch:
 
 
 def _select_explanation(expl: Explanation, index: Tensor, n: int) -> Explanation:
-    changes = {}
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(expl):
         value = getattr(expl, f.name)
         if isinstance(value, Tensor) and value.ndim and value.shape[0] == n:

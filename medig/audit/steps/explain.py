@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Batch step: Integrated Gradients with per-image steps until completeness holds."""
+"""Batch step: Integrated Gradients with per-image steps until completeness and map accuracy hold."""
 from __future__ import annotations
 
 from medig.attr.precision import path_dtype
@@ -17,8 +17,11 @@ class Explain:
 
     def __call__(self, batch: ImageBatch) -> None:
         s = self.ctx.settings
-        batch.explanation = self.ctx.ig.explain(
+        atol = self.ctx.plan.completeness_atol
+        assert batch.images is not None and atol is not None  # Preprocess ran; a resolved plan
+        explanation = self.ctx.ig.explain(
             batch.images, target=batch.target, completeness_tol=s.completeness_tol,
             max_steps=s.max_steps, method=s.method,
-            completeness_atol=self.ctx.plan.completeness_atol, path_dtype=path_dtype(s.path_dtype))
-        batch.maps = attribution_map(batch.explanation.attributions.detach())
+            completeness_atol=atol, path_dtype=path_dtype(s.path_dtype), map_tol=s.map_tol)
+        batch.explanation = explanation
+        batch.maps = attribution_map(explanation.attributions.detach())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from medig.audit.localisation import localisation
 from medig.audit.records import round_float
 from medig.audit.store import DamagedWorkError, WorkStore, parse_row_path
 from medig.preprocess import crop_boxes
+from medig.report.rows import ResultRow
 
 __all__ = ["LOCALISATION_FIELDS", "Localise", "stored_localisation"]
 
@@ -100,7 +101,7 @@ class Localise:
                     missing.append(str(row["path"]))
                 else:
                     figures = found
-            row.update(figures)
+            row.update(cast(ResultRow, figures))  # the LOCALISATION_FIELDS
         if missing:
             log.warning("no localisation figures for %d image(s) with a lesion mask (first: %s): "
                         "their stored work lacks what the figures need; re-audit with --force",

@@ -35,5 +35,7 @@ class Predict:
         elif self.ctx.target is None:
             batch.target = batch.probs.argmax(dim=1)
         else:
-            batch.target = torch.full((len(batch),), self.ctx.target, dtype=torch.long,
+            target = self.ctx.target
+            assert isinstance(target, int)  # a class index: a group has group_fields
+            batch.target = torch.full((len(batch),), target, dtype=torch.long,
                                       device=batch.probs.device)

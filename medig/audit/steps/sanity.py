@@ -98,6 +98,7 @@ class SanityCheck:
         if fov.ndim == 3:
             fov = fov[:, None]
         target = torch.tensor([row["target_index"] for row, _ in sample], device=device)
+        assert audit.model is not None  # _sanity does not run without one
         result = randomisation_test(audit.model, x, target, fov=fov, baselines=s.baselines,
                                     output=s.output, seed=SANITY_SEED)
         entry: dict[str, Any] = {

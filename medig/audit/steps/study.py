@@ -11,12 +11,16 @@ reads the header of files that could not be decoded (it may still name the study
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, cast
+
 from medig.audit.finalise import FinishedAudit
 from medig.audit.inputs import AuditInput
 from medig.audit.steps.batch import AuditContext, ImageBatch
 from medig.audit.store import parse_row_path
 from medig.audit.study import audit_secret, dicom_identity, row_identity
 from medig.io.dicom_ids import DicomIds, read_dicom_ids
+from medig.report.rows import ResultRow
 
 __all__ = ["IdentifyRows", "StudyIdentity"]
 
@@ -53,10 +57,10 @@ class IdentifyRows:
         ids_of: dict[str, DicomIds | None] = {}  # one read per file, not per frame row
         for row in audit.rows:
             rel = parse_row_path(str(row["path"]))[0]
-            stored = row
+            stored: Mapping[str, Any] = row
             if row.get("status") == "error":
                 if rel not in ids_of:
                     path = path_of.get(rel)
                     ids_of[rel] = read_dicom_ids(path) if path is not None else None
                 stored = dicom_identity(secret, ids_of[rel])
-            row.update(row_identity(secret, rel, stored))
+            row.update(cast(ResultRow, row_identity(secret, rel, stored)))  # IDENTITY_FIELDS

@@ -45,6 +45,7 @@ class TrustChecks:
 
     def __call__(self, batch: ImageBatch) -> None:
         expl = batch.explanation
+        assert expl is not None and batch.images is not None  # Preprocess and Explain ran
         if self.checks or self.occlusion:
             columns = image_checks(self.forward, batch.images, expl, batch.fov,
                                    agreement=self.checks, faithfulness=self.checks,

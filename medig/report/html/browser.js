@@ -256,6 +256,17 @@
   // ------------------------------------------------------------------ viewer
   var viewer = document.getElementById("viewer");
   var current = null, opacity = 70, zoom = 1, tx = 0, ty = 0;
+  // The map the overlay shows: -1 the one averaged over the baselines, else an index into
+  // META.baseline_views (each baseline's own map, drawn at the same colour scale). Kept from
+  // image to image where that image has it.
+  var VIEWS = META.baseline_views || [], view = -1, cycleView = null;
+  function viewUrl(r, k) {
+    if (k < 0) return imageUrl(r.overlay);
+    var v = VIEWS[k];
+    if (!v || !r.views || r.views.indexOf(k) < 0 || typeof r.overlay !== "string" ||
+        r.overlay.indexOf("overlays/") !== 0) return null;
+    return imageUrl(v.dir + "/" + r.overlay.slice("overlays/".length));
+  }
   function shown() { return order.filter(function (r) { return !elOf[r.i] || !elOf[r.i].hidden; }); }
   function step(d) {
     renderAll();
@@ -278,6 +289,7 @@
     if (elOf[i]) { elOf[i].classList.add("sel"); elOf[i].scrollIntoView({ block: "nearest" }); }
     zoom = 1; tx = 0; ty = 0;
     viewer.textContent = "";
+    cycleView = null;
     viewer.appendChild(el("h3", null, r.path));
     var nav = el("div", "controls");
     var prev = el("button", null, "\u2190 Previous"), next = el("button", null, "Next \u2192");
@@ -323,10 +335,37 @@
         ctl.appendChild(b);
       });
       viewer.appendChild(ctl);
+      var base = "";
+      cycleView = null;
+      if (r.views && r.views.length) {
+        if (view >= 0 && r.views.indexOf(view) < 0) view = -1;
+        var group = el("div", "controls views");
+        group.setAttribute("role", "group");
+        group.setAttribute("aria-label", "Map shown");
+        group.appendChild(el("span", "op", "Map"));
+        var choices = [-1].concat(r.views), buttons = [];
+        var show = function (k) {
+          var u = viewUrl(r, k);
+          if (!u) return;
+          view = k; over.src = u;
+          buttons.forEach(function (b, n) { b.setAttribute("aria-pressed", String(choices[n] === k)); });
+        };
+        choices.forEach(function (k) {
+          var b = el("button", "view", k < 0 ? "averaged" : VIEWS[k].name);
+          b.type = "button";
+          b.dataset.view = k < 0 ? "averaged" : VIEWS[k].name;
+          b.title = k < 0 ? "The map averaged over the baselines" : "The map against the " + VIEWS[k].name + " baseline alone (same colour scale)";
+          b.addEventListener("click", function () { show(k); });
+          buttons.push(b); group.appendChild(b);
+        });
+        cycleView = function () { show(choices[(choices.indexOf(view) + 1) % choices.length]); };
+        viewer.appendChild(group);
+        show(view);
+        base = "Map: averaged over the baselines, or one baseline's own (b switches).";
+      } else if (META.baselines && META.baselines.length > 1) {
+        base = "The overlay is the map averaged over the baselines (" + META.baselines.join(", ") + "); this image's per-baseline maps were not stored.";
+      }
       bindPanZoom(stage, pan);
-      var base = META.baselines && META.baselines.length > 1
-        ? "The overlay is the map averaged over the baselines (" + META.baselines.join(", ") + "); the per-baseline maps are not stored."
-        : "";
       viewer.appendChild(el("p", "viewer-note", "Drag to pan, scroll to zoom. " + base));
     } else if (r.status === "error") {
       viewer.appendChild(el("p", "note", "Could not be read: " + (r.error || "unknown error")));
@@ -404,6 +443,7 @@
     if (ev.key === "ArrowDown" || ev.key === "j") { step(1); ev.preventDefault(); }
     else if (ev.key === "ArrowUp" || ev.key === "k") { step(-1); ev.preventDefault(); }
     else if (ev.key === "/") { search.focus(); ev.preventDefault(); }
+    else if (ev.key === "b" && cycleView) { cycleView(); ev.preventDefault(); }
   });
 
   buildUpTo(60);

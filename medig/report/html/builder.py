@@ -5,7 +5,8 @@ The script and the style ship inside medig (``browser.js``, ``browser.css`` besi
 and are inlined; a Content-Security-Policy allows exactly those two (by hash) and images from
 the audit folder, so nothing can be loaded from elsewhere and no injected script could run.
 Images are not copied: the page points at the audit's ``overlays/*.png`` (the photograph beside
-its overlay), which the viewer crops into its two halves. The page depends only on the saved
+its overlay), which the viewer crops into its two halves, and, when the audit averaged several
+baselines, at each baseline's own overlay (``report_files/baselines/<baseline>/``). The page depends only on the saved
 results, never on the time it is built, so rebuilding it gives the same bytes.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 from medig.report.data import load_audit, tolerance_of
 from medig.report.fonts import get_fonts
 from medig.report.html.cover import charts_html, cover_html, problems_html
-from medig.report.html.payload import json_for_script, payload
+from medig.report.html.payload import baseline_views, json_for_script, payload
 from medig.report.layout import ReportContext
 from medig.report.template import resolve_template
 from medig.report.trust import thresholds_of
@@ -42,12 +43,13 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def _meta(ctx: ReportContext) -> dict[str, Any]:
+def _meta(ctx: ReportContext, views: list[dict[str, str]]) -> dict[str, Any]:
     settings = ctx.data.manifest.get("settings") or {}
     baselines = settings.get("baselines", settings.get("baseline")) or []
     return {"thresholds": thresholds_of(ctx), "tolerance": tolerance_of(ctx.data.manifest),
             "baselines": [str(b) for b in baselines] if isinstance(baselines, list)
             else [str(baselines)],
+            "baseline_views": views,
             "classes": ctx.data.class_names}
 
 
@@ -59,6 +61,7 @@ def render_html(out_dir: str | os.PathLike, template: str | os.PathLike | dict[s
     data = load_audit(out)
     # The PDF's context gives the same sentences and verdicts; its page size is not used here.
     ctx = ReportContext(out, data, tpl, include_phi, get_fonts(), 500.0, 700.0)
+    views, per_row = baseline_views(out, data)
     script, style = _asset("browser.js"), _asset("browser.css")
     # Images: the audit folder only. 'self' is enough in Chromium; file: is for browsers that give
     # each local file its own origin (Firefox). Neither lets anything load from the network.
@@ -93,7 +96,7 @@ def render_html(out_dir: str | os.PathLike, template: str | os.PathLike | dict[s
         '<noscript><p class="note">The image table and viewer need JavaScript; the summary, '
         "charts and problems above are complete without it.</p></noscript>",
         '<script type="application/json" id="medig-data">',
-        json_for_script(payload(data, _meta(ctx), include_phi)),
+        json_for_script(payload(data, _meta(ctx, views), include_phi, per_row)),
         f"</script><script>{script}</script></body></html>\n",
     ]
     return "".join(parts)

@@ -62,7 +62,7 @@ def _completeness_chart(ctx: ReportContext) -> str:
     ok = [r for r in ctx.data.ok if _num(r.get("relative_error")) is not None]
     if not ok:
         return ""
-    bins = relative_error_bins([float(r["relative_error"]) for r in ok], ctx.tol,
+    bins = relative_error_bins([_num(r.get("relative_error")) or 0.0 for r in ok], ctx.tol,
                                flags=[r.get("flagged") is True for r in ok])
     bars = [Bar(b.label, b.count, b.flagged or 0) for b in bins]
     marker = None

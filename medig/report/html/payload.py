@@ -7,12 +7,14 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from medig.report.data import AuditData
+from medig.report.rows import ResultRow
 from medig.visualize import side_by_side
 
-__all__ = ["COLUMNS", "json_for_script", "payload", "row_flags"]
+__all__ = ["COLUMNS", "baseline_views", "json_for_script", "payload", "row_flags"]
 
 #: Row columns the browser shows, in this order; a column the rows do not have is left out.
 COLUMNS = (
@@ -30,7 +32,7 @@ _ALWAYS = {"path", "status", "error", "overlay", "predicted", "probability", "ta
 OVERLAY_GAP = int(inspect.signature(side_by_side).parameters["gap"].default)
 
 
-def row_flags(r: dict[str, Any]) -> list[str]:
+def row_flags(r: ResultRow) -> list[str]:
     """The row's trust flags, "incomplete" first when the completeness rule was not met."""
     flags = [str(f) for f in (r.get("trust_flags") or [])]
     if r.get("flagged") is True and "incomplete" not in flags:
@@ -38,11 +40,11 @@ def row_flags(r: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _probability(r: dict[str, Any]) -> float | None:
-    probs = r.get("probabilities")
-    if not isinstance(probs, dict) or r.get("predicted") is None:
+def _probability(r: ResultRow) -> float | None:
+    probs, predicted = r.get("probabilities"), r.get("predicted")
+    if not isinstance(probs, dict) or predicted is None:
         return None
-    value = probs.get(r["predicted"])
+    value = probs.get(predicted)
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -57,7 +59,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _value(r: dict[str, Any], key: str) -> Any:
+def _value(r: ResultRow, key: str) -> Any:
     if key == "probability":
         return _probability(r)
     if key == "flags":
@@ -68,7 +70,37 @@ def _value(r: dict[str, Any], key: str) -> Any:
     return _clean(r.get(key))
 
 
-def payload(data: AuditData, meta: dict[str, Any], include_phi: bool) -> dict[str, Any]:
+def _safe_folder(folder: Any) -> bool:
+    """A relative folder inside the audit folder (what the audit writes), nothing else."""
+    if not isinstance(folder, str) or not folder or "\\" in folder or ":" in folder:
+        return False
+    parts = PurePosixPath(folder).parts
+    return not folder.startswith("/") and ".." not in parts and "." not in parts
+
+
+def baseline_views(out_dir: Path, data: AuditData) -> tuple[list[dict[str, str]],
+                                                            list[list[int] | None]]:
+    """Each baseline's own overlays (``manifest["baseline_overlays"]``, written when the audit
+    averaged several baselines): the list of ``{"name", "dir"}``, and for each row the indices of
+    those whose image exists (``<dir>/<name>.png`` for the row's ``overlays/<name>.png``; None:
+    none, e.g. work stored by an older medig)."""
+    folders = data.manifest.get("baseline_overlays")
+    if not isinstance(folders, dict) or len(folders) < 2 or not all(
+            isinstance(k, str) and _safe_folder(v) for k, v in folders.items()):
+        return [], [None] * len(data.rows)
+    views = [{"name": k, "dir": v} for k, v in folders.items()]
+    per_row: list[list[int] | None] = []
+    for r in data.rows:
+        ov = _value(r, "overlay")
+        name = ov[len("overlays/"):] if ov and ov.startswith("overlays/") else None
+        found = [k for k, v in enumerate(views)
+                 if name and (out_dir / v["dir"] / name).is_file()]
+        per_row.append(found or None)
+    return views, per_row
+
+
+def payload(data: AuditData, meta: dict[str, Any], include_phi: bool,
+            views: list[list[int] | None] | None = None) -> dict[str, Any]:
     """The browser's data: ``columns``, ``rows`` (one array per result row) and ``meta``.
 
     Parameters
@@ -80,12 +112,19 @@ def payload(data: AuditData, meta: dict[str, Any], include_phi: bool) -> dict[st
     include_phi : bool
         Add each row's ``metadata`` (which may identify the patient); without it, no row
         metadata is written.
+    views : list, optional
+        Per row, the indices into ``meta["baseline_views"]`` of its per-baseline overlays
+        (:func:`baseline_views`); a ``views`` column is added when some row has one.
     """
     present = {k for r in data.rows for k in r}
     columns = [c for c in COLUMNS if c in _ALWAYS or c in present]
     if include_phi and "metadata" in present:
         columns.append("metadata")
     rows = [[_value(r, c) for c in columns] for r in data.rows]
+    if views and any(views):
+        columns.append("views")
+        for row, v in zip(rows, views):
+            row.append(v)
     return {"columns": columns, "rows": rows, "meta": {**meta, "overlay_gap": OVERLAY_GAP}}
 
 

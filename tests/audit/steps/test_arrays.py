@@ -56,6 +56,32 @@ def test_store_holds_what_the_later_steps_read_back(tmp_path) -> None:
     assert not (ctx.out_dir / "attributions").exists()  # only with --save-attributions
 
 
+def test_each_baseline_s_own_map_is_stored_when_there_are_several(tmp_path) -> None:
+    ctx, batch = _stored(tmp_path, baselines=("black", "blur"))
+    expl = batch.explanation
+    assert expl.baselines == ["black", "blur"] and len(expl.per_baseline) == 2
+    assert not torch.allclose(expl.per_baseline[0], expl.per_baseline[1])  # two different maps
+    for j in range(len(batch)):
+        arrays = ctx.store.load_arrays(batch.keys[j], 0)
+        assert list(arrays["baseline_names"]) == ["black", "blur"]
+        assert arrays["baseline_maps"].dtype == np.float16
+        assert arrays["baseline_maps"].shape == (2, *batch.maps[j].shape[-2:])
+        for k, attributions in enumerate(expl.per_baseline):
+            summed = attributions[j].sum(0).numpy()  # the channel sum, computed here
+            restored = (arrays["baseline_maps"][k].astype(np.float32)
+                        * float(arrays["baseline_scales"][k]))
+            assert float(arrays["baseline_scales"][k]) == pytest.approx(np.abs(summed).max(),
+                                                                        rel=1e-6)
+            assert np.allclose(restored, summed, rtol=1e-3, atol=1e-3 * np.abs(summed).max())
+
+
+def test_one_baseline_stores_no_per_baseline_maps(tmp_path) -> None:
+    ctx, batch = _stored(tmp_path)
+    assert len(batch.explanation.per_baseline) == 1
+    arrays = ctx.store.load_arrays(batch.keys[0], 0)
+    assert not {"baseline_maps", "baseline_scales", "baseline_names"} & set(arrays)
+
+
 def test_an_all_zero_map_is_stored_without_dividing_by_zero(tmp_path) -> None:
     ctx, batch = _stored(tmp_path)
     batch.maps = torch.zeros_like(batch.maps)

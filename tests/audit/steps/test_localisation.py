@@ -12,6 +12,7 @@ from PIL import Image
 from medig.audit.localisation import localisation
 from medig.audit.steps import batch_steps
 from medig.audit.steps.localisation import LOCALISATION_FIELDS, Localise
+from medig.audit.store import DamagedWorkError
 from medig.preprocess import crop_boxes
 from medig.synthetic import generate
 from tests.audit.steps.kit import PHOTO, SIZE, finished, make_batch, make_context, settings
@@ -64,11 +65,12 @@ def test_the_mask_of_this_run_counts_not_the_one_of_the_run_that_stored_the_map(
     assert all(again[0][k] is None for k in LOCALISATION_FIELDS)  # an empty mask: no figures
 
 
-def test_damaged_stored_work_gives_no_figures_and_one_warning(audited, caplog) -> None:
+def test_damaged_stored_work_is_sent_back_to_be_computed_again(audited, caplog) -> None:
     ctx, items, batch, _, rows = audited
     ctx.store.array_path(batch.keys[0], 0).write_bytes(b"not an npz")
-    with caplog.at_level(logging.WARNING, logger="medig"):
+    with caplog.at_level(logging.WARNING, logger="medig"), \
+            pytest.raises(DamagedWorkError) as raised:
         Localise()(finished(ctx, items, rows, batch.keys))
-    assert all(rows[0][k] is None for k in LOCALISATION_FIELDS)
-    assert "no localisation figures for 1 image(s) with a lesion mask (first: img0.png)" \
-        in caplog.text
+    # the audit recomputes exactly the damaged input (its figures are never guessed)
+    assert raised.value.keys == {batch.keys[0]}
+    assert "unreadable" in caplog.text and "computed again" in caplog.text

@@ -14,6 +14,7 @@ import torch
 import medig.audit.steps.sanity as sanity_step
 from medig.audit.steps import batch_steps
 from medig.audit.steps.sanity import SANITY_SEED, SanityCheck
+from medig.audit.store import DamagedWorkError
 from medig.checks import checks_manifest, randomisation_test
 from tests.audit.steps.kit import finished, make_batch, make_context, settings
 from tests.audit.tiny_models import make_tiny
@@ -95,9 +96,10 @@ def test_when_the_check_does_not_run_it_says_why(stored, changes, model, rows_ke
     assert not (ctx.store.root / "sanity.json").exists()
 
 
-def test_missing_stored_work_is_not_run_and_the_audit_goes_on(stored) -> None:
+def test_missing_stored_work_is_sent_back_to_be_computed_again(stored) -> None:
     ctx, batch, rows = stored
     for key in batch.keys:
         ctx.store.array_path(key, 0).unlink()
-    sanity = _check(ctx, batch, rows, model=make_tiny())["sanity_check"]
-    assert sanity["status"] == "not run" and sanity["reason"].startswith("FileNotFoundError")
+    with pytest.raises(DamagedWorkError) as raised:
+        _check(ctx, batch, rows, model=make_tiny())
+    assert raised.value.keys and raised.value.keys <= set(batch.keys)

@@ -19,7 +19,7 @@ as data: URLs would add per image.
 
 Usage::
 
-    python bench/html.py [--sizes 1000 10000] [--reps 3] [--results bench/RESULTS.md]
+    python bench/browser.py [--sizes 1000 10000] [--reps 3] [--results bench/RESULTS.md]
 """
 from __future__ import annotations
 
@@ -34,9 +34,6 @@ from pathlib import Path
 import numpy as np
 
 BENCH = Path(__file__).resolve().parent
-# This file's name shadows the standard library's html package when bench/ is first on the path
-# (as it is for ``python bench/html.py``): put bench/ last.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path += [str(BENCH), str(BENCH.parent / "tests" / "report")]
 
 import browser_kit  # noqa: E402
@@ -61,6 +58,41 @@ def _overlay_png(size: int, seed: int = 0) -> bytes:
         amap[0] += rng.choice([-1.0, 1.0]) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.002)
     fov = np.ones((1, size, size), dtype=bool)
     return png_bytes(side_by_side(img, overlay(img, amap, fov, clip_value(amap, fov, 99.0))))
+
+
+def _baseline_cost(size: int, reps: int = 20, seed: int = 2) -> dict[str, float]:
+    """What each baseline's own overlay adds to finalise, per image: the drawing (finalise's own
+    code, on stored-like arrays) next to the averaged overlay's, the PNG's size, and the stored
+    map's (float16, compressed: what StoreArrays adds to the work store)."""
+    import io
+
+    from medig.audit.finalise import _render_overlay, _render_own
+    from medig.synthetic import generate
+
+    images, _masks, _labels = generate(1, size=size, seed=seed)
+    img = images[0].numpy()
+    img = (img * 255).round().astype(np.uint8) if img.dtype != np.uint8 else img
+    rng = np.random.default_rng(seed)
+    maps = rng.laplace(0, 0.05, (2, size, size))
+    arrays = {"image": img, "fov": np.ones((1, size, size), dtype=bool),
+              "attr_map": (maps.mean(0, keepdims=True) / np.abs(maps).max()).astype(np.float16),
+              "attr_scale": np.float64(np.abs(maps).max()), "clip": np.float64(0.1),
+              "baseline_maps": (maps / np.abs(maps).max()).astype(np.float16),
+              "baseline_scales": np.full(2, np.abs(maps).max())}
+    with tempfile.TemporaryDirectory(prefix="medig-bench-own-") as tmp:
+        def timed(draw) -> float:
+            t = time.perf_counter()
+            for i in range(reps):
+                draw(Path(tmp) / f"{i}.png")
+            return (time.perf_counter() - t) / reps * 1e3
+
+        averaged = timed(lambda p: _render_overlay(p, arrays, 0.1))
+        own = timed(lambda p: _render_own(p, arrays, 0, 0.1))
+        png_kb = (Path(tmp) / "0.png").stat().st_size / 1e3
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, m=arrays["baseline_maps"][0])
+    return {"averaged_ms": averaged, "own_ms": own, "png_kb": png_kb,
+            "stored_kb": len(buffer.getvalue()) / 1e3}
 
 
 def _rows(n: int, seed: int = 0) -> list[dict]:
@@ -105,17 +137,20 @@ def _write_audit(root: Path, n: int, png: bytes) -> Path:
     rows = _rows(n)
     master = root / "overlay.png"
     master.write_bytes(png)
+    # the two baselines' own overlays, as an audit with the default baselines writes them
+    folders = {b: f"report_files/baselines/{b}" for b in ("black", "blur")}
     for r in rows:
         if r.get("overlay"):
-            target = root / r["overlay"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(master, target)
+            name = r["overlay"][len("overlays/"):]
+            for target in [root / r["overlay"], *(root / f / name for f in folders.values())]:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(master, target)
     (root / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows),
                                         encoding="utf-8")
     manifest = {"model": {"spec": "demo", "class_names": CLASSES, "input_size": 256},
                 "settings": {"completeness_tol": 0.01, "baselines": ["black", "blur"]},
                 "started": "2026-12-04T12:00:00+00:00", "finished": "2026-12-04T12:30:00+00:00",
-                "cohort_clip": 0.01}
+                "cohort_clip": 0.01, "baseline_overlays": folders}
     (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return root
 
@@ -160,7 +195,7 @@ def main() -> None:
     ap.add_argument("--results")
     args = ap.parse_args()
     if browser_kit.missing():
-        sys.exit(f"bench/html.py: {browser_kit.missing()}")
+        sys.exit(f"bench/browser.py: {browser_kit.missing()}")
     from medig.report.html import build_html
 
     info = machine()
@@ -185,8 +220,10 @@ def main() -> None:
                              f"{med('usable')} ms", f"{med('rows')} ms", f"{med('load')} ms",
                              f"{med('sort')} ms", f"{med('filter')} ms",
                              "none" if not errors else "; ".join(errors)[:80]])
+    own = {size: _baseline_cost(size) for size in (256, 512)}
     inline = len(png512) * 4 / 3
-    lines = header("html (cohort browser)", "python bench/html.py " + " ".join(sys.argv[1:]), info)
+    lines = header("html (cohort browser)", "python bench/browser.py " + " ".join(sys.argv[1:]),
+                   info)
     lines += [f"Median of {args.reps} fresh headless Chromium {', '.join(sorted(browsers))} "
               f"starts per size (viewport "
               "1366x768), page opened from file://. usable / all rows / load: ms from navigation "
@@ -198,6 +235,14 @@ def main() -> None:
               f"(256 px: {len(png256) * 4 / 3 / 1e3:.0f} kB) per image, i.e. "
               f"{inline * 1000 / 1e6:.0f} MB at 1,000 images: the page would no longer open in "
               "seconds, so images are never inlined.", ""]
+    lines += ["Each baseline's own overlay (the viewer's map toggle; the synthetic rows above have "
+              "two, hard links like the overlays): finalise draws the overlay half only, "
+              + ", ".join(f"{own[s]['own_ms']:.0f} ms per image per baseline at {s} px (the "
+                          f"averaged side-by-side overlay: {own[s]['averaged_ms']:.0f} ms), "
+                          f"{own[s]['png_kb']:.0f} kB per PNG, {own[s]['stored_kb']:.0f} kB "
+                          "stored per map" for s in own)
+              + " (maps of Laplace noise: an upper bound; real maps compress better). Drawn once: "
+              "a resumed audit or `medig report` draws nothing again.", ""]
     write_section(args.results, "html (cohort browser)", lines)
 
 
