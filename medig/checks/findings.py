@@ -19,7 +19,7 @@ over images of each image's share); ``examples`` the row paths of up to three ty
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,7 @@ def _enough(count: int, total: int) -> bool:
     return count >= MIN_IMAGES and count >= MIN_IMAGE_SHARE * total
 
 
-def _outside(rows: list[dict[str, Any]], limit: float) -> dict[str, Any] | None:
+def _outside(rows: list[Mapping[str, Any]], limit: float) -> dict[str, Any] | None:
     hits = [r for r in rows if (_number(r.get("outside_fov_share")) or 0.0) > limit]
     if not _enough(len(hits), len(rows)):
         return None
@@ -94,8 +94,8 @@ def _outside(rows: list[dict[str, Any]], limit: float) -> dict[str, Any] | None:
     return finding
 
 
-def _fixed(rows: list[dict[str, Any]], skip_outside: bool) -> list[dict[str, Any]]:
-    cells: dict[tuple[int, int], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+def _fixed(rows: list[Mapping[str, Any]], skip_outside: bool) -> list[dict[str, Any]]:
+    cells: dict[tuple[int, int], list[tuple[Mapping[str, Any], Any]]] = {}
     for r in rows:
         top = (r.get("top_regions") or [None])[0]
         if not top or (_number(top.get("share")) or 0.0) < FIXED_MIN_SHARE:
@@ -127,7 +127,7 @@ def _fixed(rows: list[dict[str, Any]], skip_outside: bool) -> list[dict[str, Any
     return out
 
 
-def cohort_findings(rows: Sequence[dict[str, Any]],
+def cohort_findings(rows: Sequence[Mapping[str, Any]],
                     outside_share_max: float = thresholds.OUTSIDE_SHARE_MAX,
                     ) -> list[dict[str, Any]]:
     """The cohort's findings (see the module docstring) from its audited rows (status "ok")."""

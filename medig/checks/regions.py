@@ -106,7 +106,7 @@ def top_regions(maps: Tensor, regions: dict[str, Tensor], k: int = 3) -> list[li
     stacked = torch.stack([regions[r].to(pos.device).expand(n, 1, h, w) for r in names], 0)
     out: list[list[dict[str, Any]]] = []
     for i in range(n):
-        found = []
+        found: list[dict[str, Any]] = []
         ids = torch.unique(labels[i])
         for lab in ids[ids > 0].tolist():
             in_comp = pixel_labels[i] == lab

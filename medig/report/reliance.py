@@ -5,6 +5,7 @@ the evidence against the share of the area, per anatomical region)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reportlab.graphics.shapes import Drawing, Line, Rect, String
@@ -31,7 +32,7 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def region_shares(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+def region_shares(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
     """Mean (positive evidence share, area share) per region over the rows that have them."""
     sums: dict[str, list[float]] = {}
     for r in rows:
@@ -109,7 +110,7 @@ def reliance(ctx: ReportContext) -> list[Flowable]:
         out.append(ctx.P("\u2022 " + text))
         example = next((by_path[p] for p in f.get("examples") or [] if p in by_path), None)
         path = overlay_path(ctx, example) if example is not None else None
-        if path is not None:
+        if example is not None and path is not None:
             try:
                 out.extend(overlay_pictures(ctx, path, 0.55 * ctx.fw, 110,
                                             f"Example: {example['path']}", "its overlay"))

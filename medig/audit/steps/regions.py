@@ -24,6 +24,7 @@ class RegionEvidence:
     evidence regions: share, ``where`` box as fractions of the model input, the region it is on)."""
 
     def __call__(self, batch: ImageBatch) -> None:
+        assert batch.images is not None and batch.fov is not None and batch.maps is not None
         regions = find_anatomy(batch.images, batch.fov).regions()
         evidence = region_evidence(batch.maps, regions)
         tops = top_regions(batch.maps, regions)

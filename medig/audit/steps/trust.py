@@ -23,6 +23,7 @@ class OutsideEvidence:
     "evidence-outside-retina"."""
 
     def __call__(self, batch: ImageBatch) -> None:
+        assert batch.maps is not None and batch.fov is not None  # Preprocess and Explain ran
         shares = outside_fov_share(batch.maps, batch.fov).cpu().tolist()
         for fields, share in zip(batch.fields, shares):
             fields["outside_fov_share"] = None if math.isnan(share) else round_float(share)
@@ -34,7 +35,8 @@ class TrustChecks:
     check's ``faithfulness``, ``deletion_auc`` and ``random_deletion_auc`` (forward passes on the
     log-odds of the explained probability); ``occlusion_agreement`` with ``--cross-check
     occlusion``; then always ``trust_flags`` ("incomplete", "baseline-dependent",
-    "not-faithful", "evidence-outside-retina", see :func:`medig.checks.trust_flags`) from the stored, rounded figures.
+    "not-faithful", "evidence-outside-retina", see :func:`medig.checks.trust_flags`) from the
+    stored, rounded figures.
     ``flagged`` keeps its meaning (completeness only)."""
 
     def __init__(self, ctx: AuditContext) -> None:
