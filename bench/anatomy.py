@@ -18,17 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+from PIL import Image
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import medig  # noqa: E402
-from medig.checks import outside_fov_share  # noqa: E402
-from medig.checks.regions import region_evidence, top_regions  # noqa: E402
-from medig.preprocess import FundusPreprocess, find_anatomy  # noqa: E402
-from medig.synthetic import generate  # noqa: E402
-from medig.visualize import attribution_map  # noqa: E402
+import medig
+from medig.checks import outside_fov_share
+from medig.checks.regions import region_evidence, top_regions
+from medig.preprocess import FundusPreprocess, find_anatomy
+from medig.synthetic import generate
+from medig.visualize import attribution_map
 
 
 def main() -> None:

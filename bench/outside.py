@@ -17,14 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from medig.synthetic import generate  # noqa: E402
-from medig.synthetic.fundus import geometry  # noqa: E402
-from medig.synthetic.shortcuts import corner_stamp, stamp_box  # noqa: E402
+from medig.synthetic import generate
+from medig.synthetic.fundus import geometry
+from medig.synthetic.shortcuts import corner_stamp, stamp_box
 
 ROOT = Path(__file__).resolve().parents[1]
 

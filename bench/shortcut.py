@@ -14,22 +14,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
-# bench/html.py would hide the standard library's html (imported by captum's dependencies)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from medig.models.demo import DemoNet  # noqa: E402
-from medig.preprocess import FundusPreprocess  # noqa: E402
-from medig.synthetic import generate  # noqa: E402
-from medig.synthetic.fundus import geometry  # noqa: E402
-from medig.synthetic.shortcuts import corner_stamp, stamp_box  # noqa: E402
-from medig.utils import atomic_write  # noqa: E402
+from medig.models.demo import DemoNet
+from medig.preprocess import FundusPreprocess
+from medig.synthetic import generate
+from medig.synthetic.fundus import geometry
+from medig.synthetic.shortcuts import corner_stamp, stamp_box
+from medig.utils import atomic_write
 
 SIZE, FRAME = 64, 128
 WIDTHS = [8, 12, 16, 24, 32]
