@@ -27,6 +27,7 @@ COLUMNS = (
     "study", "study_source", "laterality_source", "target_members", "abs_tol",
     "baseline_agreement", "baseline_topk_overlap", "faithfulness", "deletion_auc",
     "random_deletion_auc", "occlusion_agreement", "trust_flags",
+    "outside_fov_share", "region_evidence", "top_regions",
     "quality", "quality_reasons", "fov_shape", "fov_fraction", "sharpness", "saturated_fraction",
     "dark_fraction", "shadow_fraction", "mean_luminance", "image_colour", "edge_density",
     "vessel_density",
@@ -113,7 +114,7 @@ def test_the_run_time_row_check_agrees_with_the_typed_row():
     from medig.report.data import RESULT_TYPES
 
     kinds = {"str": str, "int": int, "number": float, "bool": bool, "probabilities": dict,
-             "strings": list}
+             "strings": list, "regions": dict, "region_list": list}
     hints = typing.get_type_hints(ResultRow)
     assert set(RESULT_TYPES) == set(RESULT_FIELDS)
     assert {name: kinds[kind] for name, kind in RESULT_TYPES.items()} == {
