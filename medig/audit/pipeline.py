@@ -108,6 +108,15 @@ def _check_out_dir(out_dir: Path, plan: AuditPlan, force: bool) -> bool:
         raise SettingsChangedError(
             f"{out_dir} holds an audit made with other settings (changed: {', '.join(changed)}); "
             "use a new --out folder, or --force to re-audit into this one")
+    store = WorkStore(out_dir)
+    if (not force and read_manifest(out_dir, warn=False) is None and store.load_settings() is None
+            and store.settings_keys()):
+        # Both records of when the audit's first run started are lost, and that date is printed
+        # on its study pages and DICOM objects: a new one would re-date them and send them again.
+        raise SettingsChangedError(
+            f"{out_dir}: manifest.json and .medig/settings.json are both missing or damaged, so "
+            "the date of this audit's first run (on its study pages and DICOM objects) is lost; "
+            "restore one of them, use a new --out folder, or --force to re-audit into this one")
     secret_damaged = False
     if os.path.lexists(Path(out_dir) / ".medig" / SECRET_NAME):
         try:

@@ -325,8 +325,10 @@ class _StudyPage:
                 else:
                     cells.append("")
             data.append(cells)
+        # splitInRow: an eye's block taller than a page (long hospital wording) continues on the
+        # next page instead of failing the layout
         t = Table(data, colWidths=[self.col + 3 * mm] * 2, hAlign="LEFT",
-                  repeatRows=1 if heads is not None else 0)
+                  repeatRows=1 if heads is not None else 0, splitInRow=1)
         t.setStyle(TableStyle([
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ("LEFTPADDING", (0, 0), (-1, -1), 0),

@@ -61,8 +61,8 @@ def summary_lines(ctx: ReportContext) -> list[str]:
         f"read{skipped}.",
         (
             f"{n_flag} of {n_ok} explained image{'s' if n_ok != 1 else ''} "
-            f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged: completeness "
-            f"({_rule_short(ctx)}) or map accuracy not met; their overlay should not be relied on."
+            f"({format_percent(n_flag / n_ok, 1) if n_ok else 'n/a'}) flagged (completeness or "
+            "map accuracy not met: the rules are below); their overlay should not be relied on."
         ),
     ]
     key += quality_key_lines(ctx)
@@ -161,14 +161,6 @@ def summary(ctx: ReportContext) -> list[Flowable]:
     if disc:
         out.append(ctx.P(" ".join(disc.split()), ctx.s.disclaimer))
     return out
-
-
-def _rule_short(ctx: ReportContext) -> str:
-    """Why an image is flagged, in a few words: the completeness rule with its numbers."""
-    atol = atol_of(ctx.data.manifest)
-    if atol is None:
-        return f"relative error above {ctx.tol_text()}"
-    return f"completeness gap above both {atol:g} and {ctx.tol_text()} of the change"
 
 
 def completeness(ctx: ReportContext) -> list[Flowable]:

@@ -43,7 +43,7 @@ def test_report_states_the_rule_with_its_numbers(tmp_path: Path):
     text = _text(build_report(_rule_audit(tmp_path)))
     # summary: why the one image was flagged
     assert "1 of 3 explained images" in text
-    assert "completeness gap above both 0.001 and 1.00% of the change" in text
+    assert "flagged (completeness or map accuracy not met" in text
     # completeness section and the method note state the rule in one sentence
     assert "exceeds both 0.001 (in probability) and 1.00% of its change" in text
     assert re.search(r"Completeness rule: an image's attribution counts as complete when its "
